@@ -1,0 +1,77 @@
+"""Device-side plumbing shared by the numba.cuda kernels (imported only on the GPU path).
+
+* ``as_device(x)``: a zero-copy numba view of any CUDA array (CuPy, torch via
+  ``__cuda_array_interface__``, numba); under the simulator, its ``FakeCUDAArray`` as is.
+* ``empty(shape, dtype, like)``: allocation in the caller's family (CuPy in, CuPy out), so
+  that memory comes from CuPy's pool rather than numba's allocator.
+* ``stream_for(stream, like)``: the stream to launch on. Bindings pass torch's current
+  stream handle; CuPy inputs default to CuPy's current stream; otherwise numba's default.
+"""
+from __future__ import annotations
+
+import functools
+
+from ._backend import is_simulated_device_array, require_cuda, simulator_enabled
+
+
+@functools.lru_cache(maxsize=None)
+def numba_cuda():
+    require_cuda("a numba.cuda kernel")
+    from numba import cuda
+
+    return cuda
+
+
+def _cupy_or_none():
+    if simulator_enabled():
+        return None
+    try:
+        import cupy
+    except Exception:
+        return None
+    return cupy
+
+
+def is_cupy(x) -> bool:
+    return type(x).__module__.startswith("cupy")
+
+
+def as_device(x):
+    """Zero-copy numba device view of a CUDA array."""
+    cuda = numba_cuda()
+    if is_simulated_device_array(x):
+        return x
+    if simulator_enabled():
+        raise TypeError(
+            f"under NUMBA_ENABLE_CUDASIM only numba simulator device arrays are CUDA arrays, "
+            f"got {type(x).__module__}.{type(x).__qualname__}"
+        )
+    return cuda.as_cuda_array(x)
+
+
+def empty(shape, dtype, like=None):
+    """Uninitialised device array of the same family as ``like`` (CuPy when possible)."""
+    cupy = _cupy_or_none()
+    if cupy is not None and (like is None or is_cupy(like) or not hasattr(like, "copy_to_host")):
+        return cupy.empty(shape, dtype=dtype)
+    return numba_cuda().device_array(shape, dtype=dtype)
+
+
+def stream_for(stream=None, like=None):
+    """The numba stream to launch on (``0`` under the simulator, which ignores streams)."""
+    cuda = numba_cuda()
+    if simulator_enabled():
+        return 0
+    if stream is None:
+        cupy = _cupy_or_none()
+        if cupy is not None and like is not None and is_cupy(like):
+            stream = cupy.cuda.get_current_stream().ptr
+    if stream is None or stream == 0:
+        return cuda.default_stream()
+    if isinstance(stream, int):
+        return cuda.external_stream(stream)
+    return stream  # already a numba stream
+
+
+def blocks_for(n: int, threads: int) -> int:
+    return max(1, (n + threads - 1) // threads)
