@@ -92,6 +92,14 @@ def _forward_strided(g, out, argmax, want_argmax):
     for task in prange(n_img * height):
         n = task // height
         i = task % height
+        if not want_argmax:
+            for j in range(width):
+                best = abs(g[n, 0, i, j])
+                for c in range(1, n_ch):
+                    v = abs(g[n, c, i, j])
+                    best = v if ((v > best) | (v != v)) else best
+                out[n, i, j] = best
+            continue
         for j in range(width):
             best = abs(g[n, 0, i, j])
             arg = 0
@@ -101,8 +109,7 @@ def _forward_strided(g, out, argmax, want_argmax):
                 best = v if w else best
                 arg = c if w else arg
             out[n, i, j] = best
-            if want_argmax:
-                argmax[n, i, j] = arg
+            argmax[n, i, j] = arg
     return out
 
 
