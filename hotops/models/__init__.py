@@ -1,0 +1,32 @@
+"""hotops.models: full networks built on hotops' ops (they need torch).
+
+Attributes are imported lazily, so ``import hotops.models`` does not import torch until a
+model is used.
+
+- :class:`SmallCifarNet`, :func:`load_small_cifar`: the demo's compact all-convolutional
+  CIFAR-10 classifier and its committed checkpoint.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SmallCifarNet": "small_cifar",
+    "load_small_cifar": "small_cifar",
+    "small_cifar": None,
+}
+
+__all__ = sorted(k for k in _EXPORTS if _EXPORTS[k] is not None)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name] or name}")
+        value = module if _EXPORTS[name] is None else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,96 @@
+"""The hotops command line: info, bad usage, bench delegation."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import pytest
+
+from hotops import cli
+
+
+def test_info_mentions_threads(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for label in ("Python", "NumPy", "Numba", "PyTorch", "SciPy", "torch threads", "numba threads",
+                  "numba threading layer", "hotops CUDA kernels", "numba CUDA simulator", "data folder"):
+        assert label in out, label
+    line = next(l for l in out.splitlines() if l.startswith("numba threads"))
+    assert int(line.split()[-1]) >= 1
+
+
+def test_info_without_data(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOTOPS_DATA", str(tmp_path / "absent"))
+    assert cli.main(["info"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("data folder"))
+    assert "not found" in line
+
+
+def test_environment_info_keys():
+    info = cli.environment_info(probe_threads=False)
+    assert {"python", "numpy", "numba", "torch", "cupy", "torch_threads", "cpu", "data_root"} <= set(info)
+
+
+@pytest.mark.parametrize(
+    "argv, expect",
+    [
+        ([], "choose a command"),
+        (["frobnicate"], "invalid choice"),
+        (["demo", "--bogus"], "unrecognized arguments"),
+        (["info", "extra"], "unrecognized arguments"),
+    ],
+)
+def test_bad_usage_exits_2(argv, expect, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert expect in err
+    assert "Traceback" not in err
+
+
+def test_demo_out_is_a_file(tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert cli.main(["demo", "--out", str(f)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_help_and_version(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "info" in capsys.readouterr().out
+    assert cli.main(["--version"]) == 0
+    assert "hotops" in capsys.readouterr().out
+
+
+def test_bench_delegates(monkeypatch, capsys):
+    calls = {}
+    fake = types.ModuleType("hotops._bench")
+
+    def add_arguments(parser):
+        parser.add_argument("--quick", action="store_true")
+
+    def main(args):
+        calls["quick"] = args.quick
+        return 0
+
+    fake.add_arguments, fake.main = add_arguments, main
+    monkeypatch.setitem(sys.modules, "hotops._bench", fake)
+    assert cli.main(["bench", "--quick"]) == 0
+    assert calls == {"quick": True}
+    assert cli.main(["bench", "--nope"]) == 2  # the bench module's own parser rejects it
+
+
+def test_bench_missing_module(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "hotops._bench", None)  # import raises ImportError
+    assert cli.main(["bench"]) == 2
+    err = capsys.readouterr().err
+    assert "hotops bench: error" in err and "Traceback" not in err
+
+
+def test_python_dash_m():
+    ok = subprocess.run([sys.executable, "-m", "hotops", "info"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "numba threads" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "hotops", "nonsense"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "invalid choice" in bad.stderr and "Traceback" not in bad.stderr
