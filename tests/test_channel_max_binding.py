@@ -7,7 +7,7 @@ import torch
 
 import hotops
 import reference
-from conftest import needs_gpu
+from _support import needs_gpu
 from hotops.bindings import ChannelMaxAbs, ChannelMaxAbsReduce, channel_max_abs, channel_max_abs_argmax
 
 

@@ -7,11 +7,12 @@ or the first NaN channel), so autograd keeps no int index tensor alive between p
 
 Memory: one pass over g, no temporary |g| array. For contiguous g the task for one image
 chunk walks the C channel planes in order, updating a cache-resident running maximum, so
-each byte of g is read once, sequentially, and the inner loop vectorises (the select is
-written with bitwise ``|`` so that LLVM sees no branch). The argmax variant keeps a running
-(max, index) pair per pixel instead: LLVM does not vectorise the two-array select, and the
-pixel-major loop measured 2x faster than the chunked one for it. Strided g (channels-last,
-slices) goes through generic kernels that index with strides instead of copying.
+each byte of g is read once, sequentially. Two details make the inner loops vectorise,
+both measured: the select is written with bitwise ``|`` (no branch), and every loop runs
+over a slice from index 0, so numba can drop its negative-index wraparound check (with
+``range(lo, hi)`` on the full array the same loop ran 6x slower, single-threaded).
+Strided g (channels-last, slices) goes through generic kernels that index with strides
+instead of copying.
 
 NaN rule: a NaN anywhere along the channel axis gives NaN (as ``torch.amax``), and the
 argmax is the first NaN channel. Ties keep the lowest channel index.
@@ -44,20 +45,22 @@ def _sign_times(v, go):
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _forward_contig(g, out, chunk):
-    # g: (N, C, P) C-contiguous, out: (N, P)
+    # g: (N, C, P) C-contiguous, out: (N, P). Each task owns out[n, lo:hi].
     n_img, n_ch, n_pix = g.shape
     n_chunks = (n_pix + chunk - 1) // chunk
     for task in prange(n_img * n_chunks):
         n = task // n_chunks
         lo = (task % n_chunks) * chunk
         hi = min(lo + chunk, n_pix)
-        o = out[n]
-        g0 = g[n, 0]
-        for p in range(lo, hi):
+        # Slices, then loops from 0: numba then knows the index is non-negative, drops the
+        # negative-index wraparound select, and LLVM vectorises (6x measured, see module doc).
+        o = out[n, lo:hi]
+        g0 = g[n, 0, lo:hi]
+        for p in range(o.shape[0]):
             o[p] = abs(g0[p])
         for c in range(1, n_ch):
-            gc = g[n, c]
-            for p in range(lo, hi):
+            gc = g[n, c, lo:hi]
+            for p in range(o.shape[0]):
                 v = abs(gc[p])
                 b = o[p]
                 o[p] = v if ((v > b) | (v != v)) else b
@@ -72,16 +75,21 @@ def _forward_argmax_contig(g, out, argmax, chunk):
         n = task // n_chunks
         lo = (task % n_chunks) * chunk
         hi = min(lo + chunk, n_pix)
-        for p in range(lo, hi):
-            best = abs(g[n, 0, p])
-            arg = 0
-            for c in range(1, n_ch):
-                v = abs(g[n, c, p])
-                w = _wins(v, best)
-                best = v if w else best
-                arg = c if w else arg
-            out[n, p] = best
-            argmax[n, p] = arg
+        o = out[n, lo:hi]
+        a = argmax[n, lo:hi]
+        g0 = g[n, 0, lo:hi]
+        for p in range(o.shape[0]):
+            o[p] = abs(g0[p])
+            a[p] = 0
+        for c in range(1, n_ch):
+            gc = g[n, c, lo:hi]
+            ci = np.int32(c)
+            for p in range(o.shape[0]):
+                v = abs(gc[p])
+                b = o[p]
+                w = _wins(v, b)
+                o[p] = v if w else b
+                a[p] = ci if w else a[p]
     return out
 
 
@@ -114,7 +122,38 @@ def _forward_strided(g, out, argmax, want_argmax):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _backward(grad_out, g, m, grad_g):
+def _backward_contig(grad_out, g, m, grad_g, chunk):
+    # grad_out, m: (N, P); g, grad_g: (N, C, P), all C-contiguous.
+    n_img, n_ch, n_pix = g.shape
+    n_chunks = (n_pix + chunk - 1) // chunk
+    for task in prange(n_img * n_chunks):
+        n = task // n_chunks
+        lo = (task % n_chunks) * chunk
+        hi = min(lo + chunk, n_pix)
+        mt = m[n, lo:hi]
+        go = grad_out[n, lo:hi]
+        # winner per pixel: the lowest channel with |g| == M, or the first NaN channel
+        win = np.empty(hi - lo, np.int32)
+        for p in range(win.shape[0]):
+            win[p] = n_ch
+        for c in range(n_ch - 1, -1, -1):
+            gc = g[n, c, lo:hi]
+            ci = np.int32(c)
+            for p in range(win.shape[0]):
+                a = abs(gc[p])
+                t = mt[p]
+                hit = (a == t) | ((a != a) & (t != t))
+                win[p] = ci if hit else win[p]
+        for c in range(n_ch):
+            gc = g[n, c, lo:hi]
+            dc = grad_g[n, c, lo:hi]
+            for p in range(dc.shape[0]):
+                dc[p] = _sign_times(gc[p], go[p]) if win[p] == c else 0
+    return grad_g
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _backward_strided(grad_out, g, m, grad_g):
     # All (N, C, H, W) / (N, H, W), any strides. Writes every element of grad_g once.
     n_img, n_ch, height, width = grad_g.shape
     for task in prange(n_img * height):
@@ -153,4 +192,13 @@ def forward(g: np.ndarray, out: np.ndarray, argmax: np.ndarray | None) -> None:
 
 def backward(grad_out: np.ndarray, g: np.ndarray, m: np.ndarray, grad_g: np.ndarray) -> None:
     """Fill ``grad_g`` (N, C, H, W), routing ``grad_out`` to the channel that produced ``m``."""
-    _backward(grad_out, g, m, grad_g)
+    n, c, h, w = g.shape
+    if g.flags.c_contiguous and grad_out.flags.c_contiguous and m.flags.c_contiguous:
+        # keep one task's slab of g (chunk x C values) within ~256 KiB of cache
+        chunk = max(64, min(config.CPU_CHUNK, 65536 // c))
+        _backward_contig(
+            grad_out.reshape(n, h * w), g.reshape(n, c, h * w), m.reshape(n, h * w),
+            grad_g.reshape(n, c, h * w), chunk,
+        )
+    else:
+        _backward_strided(grad_out, g, m, grad_g)
