@@ -3,5 +3,17 @@
 from __future__ import annotations
 
 from .channel_max import ChannelMaxAbs, ChannelMaxAbsReduce, channel_max_abs, channel_max_abs_argmax
+from .clip import clip_grad_adjustable_
+from .resize import Imresize, ImresizeFunction, imresize, imresize_transpose
 
-__all__ = ["ChannelMaxAbs", "ChannelMaxAbsReduce", "channel_max_abs", "channel_max_abs_argmax"]
+__all__ = [
+    "ChannelMaxAbs",
+    "ChannelMaxAbsReduce",
+    "channel_max_abs",
+    "channel_max_abs_argmax",
+    "clip_grad_adjustable_",
+    "Imresize",
+    "ImresizeFunction",
+    "imresize",
+    "imresize_transpose",
+]

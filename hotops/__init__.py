@@ -11,11 +11,20 @@ import importlib
 
 __version__ = "0.1.0"
 
-from ._ops import channel_max_abs
+from ._ops import channel_max_abs, clip_grad_adjustable_, imresize
 
 _SUBMODULES = ("kernels", "bindings", "models", "data", "demo", "cli")
 
-__all__ = ["__version__", "channel_max_abs", *_SUBMODULES]
+_KERNEL_EXPORTS = {"rgb2ycbcr": "resize", "ycbcr2rgb": "resize", "psnr": "resize", "ssim": "resize"}
+
+__all__ = [
+    "__version__",
+    "channel_max_abs",
+    "imresize",
+    "clip_grad_adjustable_",
+    *_KERNEL_EXPORTS,
+    *_SUBMODULES,
+]
 
 
 def __getattr__(name: str):
@@ -23,4 +32,9 @@ def __getattr__(name: str):
         module = importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module
         return module
+    if name in _KERNEL_EXPORTS:
+        module = importlib.import_module(f"{__name__}.kernels.{_KERNEL_EXPORTS[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

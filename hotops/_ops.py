@@ -43,3 +43,44 @@ def channel_max_abs(g, *, return_argmax: bool = False):
     from hotops.kernels import channel_max
 
     return channel_max.channel_max_abs(g, return_argmax=return_argmax)
+
+
+def imresize(x, scale=None, output_shape=None, antialias: bool = True):
+    """MATLAB-exact bicubic resize (``imresize(x, ..., 'bicubic')``) of an image or a batch.
+
+    Keys (1981) cubic convolution with a = -0.5; when shrinking with ``antialias`` the kernel
+    is widened by 1/scale (MATLAB's behaviour), borders are mirrored and weights normalised.
+    This is the resize the VDSR protocol (Kim, Lee & Lee, CVPR 2016) depends on.
+
+    Layouts differ by array type, following each library's convention: numpy and CUDA
+    arrays may be (H, W), (H, W, C) or (N, C, H, W); torch tensors are resized on their
+    last two axes (a 3-D tensor is (C, H, W)) and are differentiable.
+    """
+    if _is_torch_tensor(x):
+        from hotops.bindings import resize
+
+        return resize.imresize(x, scale=scale, output_shape=output_shape, antialias=antialias)
+    from hotops.kernels import resize
+
+    return resize.imresize(x, scale=scale, output_shape=output_shape, antialias=antialias)
+
+
+def clip_grad_adjustable_(grads, theta, lr):
+    """VDSR's adjustable gradient clipping, in place: every element to [-theta/lr, theta/lr].
+
+    Kim, Lee & Lee (CVPR 2016), Sec. 3.1. ``grads`` is a tensor, an iterable of parameters
+    or tensors (their ``.grad`` is clipped when they are parameters), or a sequence of
+    numpy/CUDA arrays. One fused pass over all of them; returns the fraction clipped.
+    """
+    if _is_torch_tensor(grads):
+        from hotops.bindings import clip
+
+        return clip.clip_grad_adjustable_(grads, theta, lr)
+    items = list(grads) if not hasattr(grads, "shape") else [grads]
+    if items and any(_is_torch_tensor(g) for g in items):
+        from hotops.bindings import clip
+
+        return clip.clip_grad_adjustable_(items, theta, lr)
+    from hotops.kernels import clip
+
+    return clip.clip_grad_adjustable_(items, theta, lr)

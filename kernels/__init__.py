@@ -17,7 +17,7 @@ from ._backend import (
     simulator_enabled,
 )
 
-_OPS = ("channel_max",)
+_OPS = ("channel_max", "resize", "clip")
 
 __all__ = [
     "INSTALL_HINT",

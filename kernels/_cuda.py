@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from ._backend import is_simulated_device_array, require_cuda, simulator_enabled
 
 
@@ -75,3 +77,33 @@ def stream_for(stream=None, like=None):
 
 def blocks_for(n: int, threads: int) -> int:
     return max(1, (n + threads - 1) // threads)
+
+
+def device_id() -> int:
+    """The current CUDA device's ordinal (0 under the simulator): a key for device caches."""
+    cuda = numba_cuda()
+    try:
+        return int(cuda.get_current_device().id)
+    except Exception:  # the simulator's fake device
+        return 0
+
+
+_DEVICE_CACHE: dict = {}
+_DEVICE_CACHE_MAX = 256
+
+
+def cached_device_arrays(key, *arrays):
+    """Device copies of small host tables (index/weight tables), uploaded once per (key, device).
+
+    The cache keeps the most recent ``_DEVICE_CACHE_MAX`` entries. Returns a tuple matching
+    ``arrays``.
+    """
+    full_key = (key, device_id())
+    hit = _DEVICE_CACHE.get(full_key)
+    if hit is None:
+        cuda = numba_cuda()
+        hit = tuple(cuda.to_device(np.ascontiguousarray(a)) for a in arrays)
+        if len(_DEVICE_CACHE) >= _DEVICE_CACHE_MAX:
+            _DEVICE_CACHE.pop(next(iter(_DEVICE_CACHE)))
+        _DEVICE_CACHE[full_key] = hit
+    return hit

@@ -30,3 +30,14 @@ def backend(request) -> Backend:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The data folder (``$HOTOPS_DATA`` or ``../shared/data``); skips with a reason if absent."""
+    from hotops.data import data_root
+
+    root = data_root(required=False)
+    if root is None:
+        pytest.skip("data sets not found: set HOTOPS_DATA or put the data folder at ../shared/data")
+    return root

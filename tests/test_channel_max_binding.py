@@ -159,3 +159,21 @@ def test_cuda_mixed_devices_raise():
 def test_cuda_gradcheck_float64():
     g = torch.randn(2, 3, 4, 5, dtype=torch.float64, device="cuda", requires_grad=True)
     assert torch.autograd.gradcheck(channel_max_abs, (g,))
+
+
+def test_binding_hands_the_kernel_the_tensors_own_memory(monkeypatch):
+    """No hidden copies at the boundary: the kernel sees g's and the output's data pointers."""
+    from hotops.bindings import channel_max as binding
+
+    seen = {}
+    real = binding._kernel.channel_max_abs
+
+    def spy(g, *, out=None, **kwargs):
+        seen["g"] = g.__array_interface__["data"][0]
+        seen["out"] = out.__array_interface__["data"][0]
+        return real(g, out=out, **kwargs)
+
+    monkeypatch.setattr(binding._kernel, "channel_max_abs", spy)
+    g = torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last)
+    m = channel_max_abs(g)
+    assert seen["g"] == g.data_ptr() and seen["out"] == m.data_ptr()

@@ -1,0 +1,93 @@
+"""torch binding of VDSR's adjustable gradient clipping (Kim, Lee & Lee 2016, Sec. 3.1).
+
+``clip_grad_adjustable_(model.parameters(), theta, lr)`` clips every gradient element to
+[-theta/lr, theta/lr] in place, in one fused pass per device and dtype (the multi-tensor
+kernel of ``hotops.kernels.clip``), the way ``torch.nn.utils.clip_grad_value_`` would with
+clip_value = theta/lr, but without a Python loop of per-parameter clamps. The gradients are
+handed to the kernel zero-copy (numpy views on CPU, DLPack/CUDA-array views on GPU, torch's
+current stream).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+from hotops.kernels import clip as _kernel
+
+from ._interop import stream_of, to_kernel
+
+__all__ = ["clip_grad_adjustable_"]
+
+_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64), "cuda": (torch.float16, torch.float32, torch.float64)}
+
+
+def _fallback_(g: Tensor, bound: float) -> int:
+    # strided or bfloat16 gradients: torch's own clamp (same semantics)
+    # a Python scalar takes the tensor's dtype in both the comparison and the clamp
+    n = int((g.abs() > bound).sum())
+    g.clamp_(-bound, bound)
+    return n
+
+
+@torch.no_grad()
+def clip_grad_adjustable_(parameters: Tensor | Iterable[Tensor], theta: float, lr: float, *, return_fraction: bool = True):
+    """Clip each gradient element to [-theta/lr, theta/lr] in place; return the fraction clipped.
+
+    Parameters
+    ----------
+    parameters : Tensor or iterable of Tensors
+        Parameters whose ``.grad`` is clipped; parameters without a gradient are skipped.
+    theta : float
+        Threshold on the step (> 0); the paper leaves it open, pytorch-vdsr uses 0.4.
+    lr : float
+        Current learning rate (> 0).
+    return_fraction : bool
+        Return clipped elements / all gradient elements (a float; on CUDA this synchronises).
+        With False, nothing is read back and None is returned.
+
+    Returns
+    -------
+    float or None
+
+    Notes
+    -----
+    Kim, Lee & Lee (2016, VDSR), Sec. 3.1. Matches a loop of
+    ``p.grad.clamp_(-theta / lr, theta / lr)`` bit for bit (the bound is rounded to each
+    gradient's dtype; NaN passes through; elements equal to the bound are not counted).
+    Contiguous float16 (CUDA), float32 and float64 gradients go through the fused kernel;
+    other gradients (strided, bfloat16) through ``clamp_``. Sparse gradients raise TypeError.
+    """
+    bound = _kernel.clip_bound(theta, lr)
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    grads = []
+    for i, p in enumerate(parameters):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"parameters[{i}] must be a torch.Tensor, got {type(p).__qualname__}")
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise TypeError(f"parameters[{i}] has a sparse gradient; adjustable clipping needs dense gradients")
+        grads.append(p.grad)
+    total = sum(g.numel() for g in grads)
+    clipped = 0
+    by_device: dict = {}
+    for g in grads:
+        if g.device.type in _KERNEL_DTYPES and g.dtype in _KERNEL_DTYPES[g.device.type] and g.is_contiguous():
+            by_device.setdefault(g.device, []).append(g)
+        elif g.dtype.is_floating_point:
+            clipped += _fallback_(g, bound)
+        else:
+            raise TypeError(f"gradients must be floating point, got {g.dtype}")
+    for device, group in by_device.items():
+        got = _kernel.clip_grad_adjustable_(
+            [to_kernel(g) for g in group], theta, lr, return_fraction=return_fraction, return_count=True,
+            stream=stream_of(group[0]),
+        )
+        if return_fraction:
+            clipped += got[0]
+    if not return_fraction:
+        return None
+    return clipped / total if total else 0.0
