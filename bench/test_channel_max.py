@@ -63,3 +63,56 @@ def test_channel_max_abs(bench, tensors, device, shape, impl):
         shape=list(shape),
         dtype=str(DTYPE).removeprefix("torch."),
     )
+
+
+# --- forward + backward through autograd (the op inside a training or attribution graph) --
+
+GRAD_SHAPE = (64, 3, 224, 224)
+
+
+def _fwd_bwd(fn):
+    def run(g, grad_out):
+        (grad,) = torch.autograd.grad(fn(g), g, grad_out)
+        return grad
+
+    return run
+
+
+FWD_BWD = {"hotops": _fwd_bwd(hb.channel_max_abs), "torch": _fwd_bwd(_torch)}
+
+
+@pytest.mark.parametrize("impl", list(FWD_BWD))
+def test_channel_max_abs_forward_backward(bench, tensors, device, impl):
+    g = tensors(GRAD_SHAPE, DTYPE, device).detach().requires_grad_(True)
+    n, _c, h, w = GRAD_SHAPE
+    grad_out = tensors((n, h, w), DTYPE, device)
+    bench(
+        FWD_BWD[impl], g, grad_out,
+        op=OP,
+        impl=impl,
+        baseline=impl == "torch",
+        group=f"{OP} forward+backward {_shape_id(GRAD_SHAPE)} {str(DTYPE).removeprefix('torch.')} {device}",
+        device=device,
+        shape=list(GRAD_SHAPE),
+        dtype=str(DTYPE).removeprefix("torch."),
+    )
+
+
+# --- channels-last input (read in place with strides, no copy) -------------------------------
+
+
+@pytest.mark.parametrize("impl", ["hotops", "torch"])
+def test_channel_max_abs_channels_last(bench, tensors, device, impl):
+    shape = (256, 64, 56, 56)
+    g = tensors(shape, DTYPE, device).to(memory_format=torch.channels_last)
+    bench(
+        IMPLS[impl], g,
+        op=OP,
+        impl=impl,
+        baseline=impl == "torch",
+        group=f"{OP} channels_last {_shape_id(shape)} {str(DTYPE).removeprefix('torch.')} {device}",
+        device=device,
+        bytes=_min_bytes(impl, shape, g.element_size()),
+        shape=list(shape),
+        dtype=str(DTYPE).removeprefix("torch."),
+    )
