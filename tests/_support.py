@@ -41,3 +41,23 @@ class Backend:
         if hasattr(a, "copy_to_host"):
             return a.copy_to_host()
         return np.asarray(a.get())  # CuPy
+
+
+def data_path(*parts: str):
+    """A path inside the data folder ($HOTOPS_DATA or ../shared/data), or None if absent."""
+    from hotops.data import data_root
+
+    root = data_root(required=False)
+    if root is None:
+        return None
+    path = root.joinpath(*parts)
+    return path if path.exists() else None
+
+
+def needs_data(*parts: str):
+    """skipif marker for tests that read ``parts`` inside the data folder."""
+    where = "/".join(parts) or "the data folder"
+    return pytest.mark.skipif(
+        data_path(*parts) is None,
+        reason=f"{where} not found in the data folder (set HOTOPS_DATA or put it at ../shared/data)",
+    )

@@ -1,23 +1,16 @@
 """MATLAB rgb2ycbcr/ycbcr2rgb, PSNR and SSIM of the SR protocol, and the protocol end to end."""
 from __future__ import annotations
 
-import pathlib
 
 import numpy as np
 import pytest
 
 import reference
+from _support import data_path, needs_data
 from hotops.kernels.resize import imresize, psnr, rgb2ycbcr, ssim, ycbcr2rgb
 
 
-def data_dir() -> pathlib.Path | None:
-    """``$HOTOPS_DATA`` or ``<repo>/../shared/data`` (hotops.data's rule), None when absent."""
-    from hotops.data import data_root
-
-    return data_root(required=False)
-
-
-SET5 = (data_dir() or pathlib.Path("/nonexistent")) / "sr" / "set5"
+SET5 = data_path("sr", "set5")
 
 
 # --- colour ------------------------------------------------------------------------------------
@@ -151,7 +144,7 @@ def test_ssim_needs_the_window_to_fit():
 # --- the SR protocol end to end ---------------------------------------------------------------
 
 
-@pytest.mark.skipif(not SET5.is_dir(), reason=f"Set5 not found ({SET5}); set HOTOPS_DATA")
+@needs_data("sr", "set5")
 def test_bicubic_baseline_reproduces_published_set5_psnr():
     """Kim et al. (2016, VDSR) Table 2 bicubic row, Set5: 33.66 / 30.39 / 28.42 dB at x2/x3/x4.
 

@@ -1,7 +1,6 @@
 """hotops.kernels.resize: MATLAB-exact bicubic imresize, Numba CPU kernel and numba.cuda twin."""
 from __future__ import annotations
 
-import pathlib
 
 import numpy as np
 import pytest
@@ -10,22 +9,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import reference
+from _support import data_path, needs_data
 from hotops.kernels import resize as rz
 from hotops.kernels import simulator_enabled
 from hotops.kernels.resize import config
 
 
-def data_dir() -> pathlib.Path | None:
-    """``$HOTOPS_DATA`` or ``<repo>/../shared/data`` (hotops.data's rule), None when absent."""
-    from hotops.data import data_root
-
-    return data_root(required=False)
-
-
-MATLAB_DIR = (data_dir() or pathlib.Path("/nonexistent")) / "matlab_imresize"
-needs_matlab = pytest.mark.skipif(
-    not MATLAB_DIR.is_dir(), reason=f"MATLAB reference files not found ({MATLAB_DIR}); set HOTOPS_DATA"
-)
+MATLAB_DIR = data_path("matlab_imresize")
+needs_matlab = needs_data("matlab_imresize")
 
 _square = np.arange(64, dtype=np.float64).reshape(8, 8)
 _small = np.arange(16, dtype=np.float64).reshape(4, 4)
