@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from hotops.kernels import channel_max as _kernel
 
@@ -38,13 +39,25 @@ def _validate(g) -> None:
         raise ValueError(f"g must have at least one channel, got shape {tuple(g.shape)}")
 
 
-@torch.library.custom_op("hotops::channel_max_abs", mutates_args=())
-def _channel_max_abs_op(g: Tensor) -> Tensor:
-    _validate(g)
+def _forward_impl(g: Tensor) -> Tensor:
     n, _c, h, w = g.shape
     out = torch.empty((n, h, w), dtype=g.dtype, device=g.device)
     _kernel.channel_max_abs(to_kernel(g), out=to_kernel(out), stream=stream_of(g))
     return out
+
+
+def _backward_impl(grad_out: Tensor, g: Tensor, m: Tensor) -> Tensor:
+    grad_g = torch.empty(g.shape, dtype=g.dtype, device=g.device)
+    _kernel.channel_max_abs_backward(
+        to_kernel(grad_out.contiguous()), to_kernel(g), to_kernel(m), out=to_kernel(grad_g), stream=stream_of(g)
+    )
+    return grad_g
+
+
+@torch.library.custom_op("hotops::channel_max_abs", mutates_args=())
+def _channel_max_abs_op(g: Tensor) -> Tensor:
+    _validate(g)
+    return _forward_impl(g)
 
 
 @_channel_max_abs_op.register_fake
@@ -56,11 +69,7 @@ def _(g: Tensor) -> Tensor:
 
 @torch.library.custom_op("hotops::channel_max_abs_backward", mutates_args=())
 def _channel_max_abs_backward_op(grad_out: Tensor, g: Tensor, m: Tensor) -> Tensor:
-    grad_g = torch.empty(g.shape, dtype=g.dtype, device=g.device)
-    _kernel.channel_max_abs_backward(
-        to_kernel(grad_out.contiguous()), to_kernel(g), to_kernel(m), out=to_kernel(grad_g), stream=stream_of(g)
-    )
-    return grad_g
+    return _backward_impl(grad_out, g, m)
 
 
 @_channel_max_abs_backward_op.register_fake
@@ -74,6 +83,7 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, grad_out: Tensor):
+    # The custom op's autograd formula: stays a custom op so that AOT autograd traces it.
     g, m = ctx.saved_tensors
     if not ctx.needs_input_grad[0]:
         return None
@@ -97,13 +107,15 @@ class ChannelMaxAbs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, g: Tensor) -> Tensor:
         _validate(g)
-        m = torch.ops.hotops.channel_max_abs(g)
+        m = _forward_impl(g)
         ctx.save_for_backward(g, m)
         return m
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        return _backward(ctx, grad_out)
+        g, m = ctx.saved_tensors
+        return _backward_impl(grad_out, g, m)
 
 
 def channel_max_abs(g: Tensor) -> Tensor:
@@ -114,7 +126,11 @@ def channel_max_abs(g: Tensor) -> Tensor:
     See ``ChannelMaxAbs`` for the gradient and NaN rules.
     """
     _validate(g)  # typed errors before the dispatcher's own schema check
-    return torch.ops.hotops.channel_max_abs(g)
+    if torch.compiler.is_compiling():
+        return torch.ops.hotops.channel_max_abs(g)  # one opaque node in the graph
+    # Eager: the same kernels through the autograd.Function, which skips the custom-op
+    # dispatcher (measured ~35 us per call on this CPU, more than the kernel on small inputs).
+    return ChannelMaxAbs.apply(g)
 
 
 def channel_max_abs_argmax(g: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,8 @@ gradient w = dS_c/dI over the colour channels, M_ij = max_c |w_h(i,j,c)|.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._backend import CPU, backend_of
@@ -72,7 +74,7 @@ def channel_max_abs(g, *, return_argmax: bool = False, out=None, argmax=None, st
             argmax = _empty(backend, shape, ARGMAX_DTYPE, g)
         else:
             check_out("argmax", argmax, shape, ARGMAX_DTYPE)
-    if int(np.prod(shape)) > 0:
+    if math.prod(shape) > 0:
         if backend == CPU:
             from . import cpu
 
@@ -120,7 +122,7 @@ def channel_max_abs_backward(grad_out, g, m, *, out=None, stream=None):
         out = _empty(backend, tuple(g.shape), dtype, g)
     else:
         check_out("out", out, tuple(g.shape), dtype)
-    if int(np.prod(g.shape)) > 0:
+    if math.prod(g.shape) > 0:
         if backend == CPU:
             from . import cpu
 

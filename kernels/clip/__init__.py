@@ -70,9 +70,9 @@ def _flat_view(name: str, g, backend):
 
     d = _cuda.as_device(g)
     if d.is_c_contiguous():
-        return d.reshape(int(np.prod(d.shape)))
+        return d.reshape(math.prod(d.shape))
     if d.is_f_contiguous():
-        return d.T.reshape(int(np.prod(d.shape)))
+        return d.T.reshape(math.prod(d.shape))
     raise ValueError(f"{name} must be contiguous (clipping works in place on its memory)")
 
 

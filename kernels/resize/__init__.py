@@ -178,7 +178,7 @@ def _apply(x, plan: ResizePlan, transpose: bool, out, stream, check_finite: bool
         out = _empty(backend, out_shape, dtype, x)
     else:
         check_out("out", out, out_shape, dtype)
-    if int(np.prod(out_shape)) == 0:  # N or C is zero
+    if math.prod(out_shape) == 0:  # N or C is zero
         return out
 
     if backend == CPU:
@@ -199,8 +199,8 @@ def _apply(x, plan: ResizePlan, transpose: bool, out, stream, check_finite: bool
         if bad:
             raise ValueError(f"{name} contains NaN or infinite values")
 
-    pre = int(np.prod(x.shape[:ax_h]))
-    post = int(np.prod(x.shape[ax_w + 1 :]))
+    pre = math.prod(x.shape[:ax_h])
+    post = math.prod(x.shape[ax_w + 1 :])
     steps = []
     for axis in reversed(plan.order) if transpose else plan.order:
         table = plan.table(axis)

@@ -131,7 +131,7 @@ def resize4(x4, out4, steps, quantize, stream=None) -> None:
 
 def copy(src, dst, stream=None) -> None:
     """dst[...] = src for any strides of src (dst C-contiguous, same shape, ndim 2 to 4)."""
-    total = int(np.prod(dst.shape))
+    total = math.prod(dst.shape)
     if total == 0:
         return
     _launch(_COPY[len(dst.shape)], total, stream, src, _cuda.as_device(src), _cuda.as_device(dst))
@@ -143,7 +143,7 @@ def count_nonfinite(x, stream=None) -> int:
     The flag is written and read back on the launch stream (torch's current stream in the
     bindings, which may be a non-blocking stream), then that stream is synchronised.
     """
-    flat = _cuda.as_device(x).reshape(int(np.prod(x.shape)))
+    flat = _cuda.as_device(x).reshape(math.prod(x.shape))
     s = _cuda.stream_for(stream, like=x)
     flag = cuda.to_device(np.zeros(1, dtype=np.int32), stream=s)
     if flat.size:
