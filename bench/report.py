@@ -2,7 +2,7 @@
 """Turn pytest-benchmark JSON files into a markdown table of ratios and PNG bar charts.
 
     python bench/report.py RESULT.json [MORE.json ...] --out DIR [--name report]
-                           [--baseline NAME ...] [--no-png]
+                           [--baseline NAME ...] [--column KEY ...] [--no-png]
 
 writes ``DIR/<name>.md`` (one section per file, one table per benchmark group) and, per
 file and op, ``DIR/<file stem>-<op>.png`` (median time per implementation, one panel per
@@ -14,6 +14,9 @@ id), groups are pytest-benchmark's ``group``, and a row is a baseline when
 one "B / impl" column per baseline B of the group: B's median over the row's median, so
 "torch / hotops = 1.9x" reads "hotops takes 1.9x less time than torch". Optional
 ``extra_info["bytes"]`` (minimum memory traffic of the job) adds an effective GB/s column.
+Any other ``extra_info`` value can be shown as a column of its own (after the ratios): the
+keys a benchmark names in ``extra_info["columns"]`` (e.g. ``["max_abs_diff_vs_matlab"]``)
+appear in its group's table, and ``--column KEY`` adds KEY to every group that has it.
 
 Importable without side effects (``hotops/_bench.py`` loads it by path): see
 ``write_report``, ``load`` and ``render_markdown``. Needs matplotlib only for the PNGs.
@@ -175,15 +178,38 @@ def _file_header(res: Result, title: str | None = None) -> list[str]:
     return lines
 
 
-def render_group(group: Group) -> list[str]:
+def _fmt_extra(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def extra_columns_of(group: Group, extra_columns=()) -> list[str]:
+    """The extra_info keys shown as columns: those the rows name in ``extra_info["columns"]``,
+    then ``extra_columns`` where some row of the group has the key."""
+    keys: list[str] = []
+    for r in group.rows:
+        named = r.extra.get("columns") or []
+        keys += [str(k) for k in ([named] if isinstance(named, str) else named)]
+    keys += [k for k in extra_columns if any(k in r.extra for r in group.rows)]
+    return list(dict.fromkeys(keys))
+
+
+def render_group(group: Group, extra_columns=()) -> list[str]:
     rows = group.ordered()
     base = group.baselines
+    extras = extra_columns_of(group, extra_columns)
     unit, scale = _unit(min(r.median for r in rows))
     has_bw = any(r.gbps is not None for r in rows)
     head = ["impl", f"median ({unit})", f"min ({unit})", "rounds"]
     if has_bw:
         head.append("GB/s (eff.)")
     head += [f"{b.impl} / impl" for b in base]
+    head += extras
     lines = [f"### {group.name}", ""]
     ctx = group.context()
     if ctx:
@@ -197,6 +223,7 @@ def render_group(group: Group) -> list[str]:
             cells.append(f"{r.gbps:.1f}" if r.gbps is not None else "")
         for b in base:
             cells.append("—" if b is r else f"{b.median / r.median:.2f}x")
+        cells += [_fmt_extra(r.extra.get(k)) for k in extras]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for r in rows:
@@ -213,8 +240,9 @@ def png_name(res: Result, op: str) -> str:
     return f"{res.path.stem}-{safe}.png"
 
 
-def render_markdown(results: list[Result], pngs: dict | None = None) -> str:
-    """The whole report; ``pngs`` maps (file path, op) to a PNG path relative to the .md."""
+def render_markdown(results: list[Result], pngs: dict | None = None, extra_columns=()) -> str:
+    """The whole report; ``pngs`` maps (file path, op) to a PNG path relative to the .md;
+    ``extra_columns``: extra_info keys to show as columns wherever a group has them."""
     lines = ["# Benchmark report", "",
              "Times are medians over rounds (each round one call, or ×iterations calls for very "
              "fast ones). \"B / impl\" is baseline B's median time over the row's: above 1x the "
@@ -229,7 +257,7 @@ def render_markdown(results: list[Result], pngs: dict | None = None) -> str:
         for op in res.ops:
             for group in res.groups.values():
                 if group.op == op:
-                    lines += render_group(group)
+                    lines += render_group(group, extra_columns)
             if pngs and (res.path, op) in pngs:
                 lines += [f"![{op}: median times]({pngs[(res.path, op)]})", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -279,7 +307,8 @@ def plot(res: Result, op: str, path) -> Path:
     return path
 
 
-def write_report(json_paths, out_dir, *, name: str = "report", baselines=(), png: bool = True) -> dict:
+def write_report(json_paths, out_dir, *, name: str = "report", baselines=(), png: bool = True,
+                 extra_columns=()) -> dict:
     """Write ``out_dir/<name>.md`` and the PNGs; returns ``{"markdown": Path, "pngs": [Path]}``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +327,7 @@ def write_report(json_paths, out_dir, *, name: str = "report", baselines=(), png
                 written.append(plot(res, op, out_dir / fname))
                 pngs[(res.path, op)] = fname
     md = out_dir / f"{name}.md"
-    md.write_text(render_markdown(results, pngs), encoding="utf-8")
+    md.write_text(render_markdown(results, pngs, extra_columns), encoding="utf-8")
     return {"markdown": md, "pngs": written}
 
 
@@ -310,13 +339,15 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="report", help="markdown file name, without .md (default: report)")
     parser.add_argument("--baseline", action="append", default=[], metavar="IMPL",
                         help="also treat this impl as a baseline in every group (repeatable)")
+    parser.add_argument("--column", action="append", default=[], metavar="KEY",
+                        help="also show extra_info[KEY] as a column in groups that have it (repeatable)")
     parser.add_argument("--no-png", action="store_true", help="skip the PNG charts")
     args = parser.parse_args(argv)
     missing = [p for p in args.json if not os.path.isfile(p)]
     if missing:
         parser.error(f"no such file: {', '.join(missing)}")
     out = write_report(args.json, args.out, name=args.name, baselines=tuple(args.baseline),
-                       png=not args.no_png)
+                       png=not args.no_png, extra_columns=tuple(args.column))
     print(f"wrote {out['markdown']}")
     for p in out["pngs"]:
         print(f"wrote {p}")
