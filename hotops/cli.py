@@ -1,4 +1,5 @@
-"""The ``hotops`` command line: ``hotops info``, ``hotops demo``, ``hotops bench``.
+"""The ``hotops`` command line: ``hotops info``, ``hotops demo``, ``hotops bench``,
+``hotops train vdsr``, ``hotops eval-sr``, ``hotops upscale``.
 
 Every subcommand imports what it needs inside its handler, so ``hotops --help`` and bad
 usage answer at once. Bad usage exits with status 2 and a one-line message (argparse's
@@ -201,6 +202,145 @@ def _cmd_bench(args) -> int:
     return int(bench.main(args) or 0)
 
 
+# --------------------------------------------------------------------------- super-resolution
+
+def _cmd_train(args) -> int:
+    from hotops.sr import run_training
+
+    try:
+        run_training(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return 0
+
+
+def _load_sr_model(spec):
+    from hotops.models.vdsr import VDSR
+
+    if spec in (None, "pretrained"):
+        return VDSR.pretrained()
+    return VDSR.load(spec)
+
+
+def _cmd_eval_sr(args) -> int:
+    import torch
+
+    from hotops.data import load_sr_set
+    from hotops.sr import _check_scale, evaluate, format_table
+
+    try:
+        scales = [_check_scale(s) for s in args.scales]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    torch.set_num_threads(args.threads)
+    model = None if args.model == "bicubic" else _load_sr_model(args.model)
+    images = load_sr_set(args.set)
+    res = evaluate(model, images, scales, ssim_too=not args.no_ssim)
+    name = args.set if args.set in ("set5", "set14") else str(args.set)
+    print(f"{name}: {len(images)} images; Y channel, shave = scale, MATLAB bicubic degradation")
+    print(format_table({name: res}))
+    return 0
+
+
+def read_image_rgb_or_gray(path):
+    """Read an image as uint8 RGB (H, W, 3) or grayscale (H, W); returns (array, note).
+
+    Palette, RGBA/LA and other modes are converted (alpha composited on white is *not*
+    done: alpha is dropped, as most tools do) and ``note`` says so; 16-bit grayscale is
+    scaled to 8 bits.
+    """
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        mode = im.mode
+        note = None
+        if mode in ("L", "RGB"):
+            arr = np.asarray(im)
+        elif mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im).astype(np.float64)
+            arr = np.clip(np.round(arr / (65535.0 if arr.max() > 255 else 1.0) * (255.0 if arr.max() > 255 else 1.0)), 0, 255).astype(np.uint8)
+            note = f"{mode} grayscale converted to 8 bits"
+        elif mode == "LA" or (mode == "P" and "transparency" not in im.info and im.palette is not None and im.palette.mode == "L"):
+            arr = np.asarray(im.convert("L"))
+            note = f"{mode} image converted to grayscale (L)" + (", alpha dropped" if mode == "LA" else "")
+        else:
+            arr = np.asarray(im.convert("RGB"))
+            note = f"{mode} image converted to RGB" + (", alpha dropped" if "A" in mode or "transparency" in im.info else "")
+    return arr, note
+
+
+def upscale_image(img, scale, model):
+    """Upscale a uint8 RGB or grayscale image by ``scale`` (VDSR on Y, bicubic on Cb/Cr)."""
+    import numpy as np
+
+    from hotops.kernels.resize import imresize, rgb2ycbcr, ycbcr2rgb
+
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    if img.ndim == 2:
+        y = imresize(img.astype(np.float64) / 255.0, scale=float(scale))
+        out = model.upscale_y(y.astype(np.float32))
+        return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+    ycc = rgb2ycbcr(img.astype(np.float64) / 255.0)
+    big = imresize(ycc, scale=float(scale))
+    big[..., 0] = model.upscale_y(np.clip(big[..., 0], 0, 1).astype(np.float32)).astype(np.float64)
+    rgb = ycbcr2rgb(np.clip(big, 0.0, 1.0))
+    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def _cmd_upscale(args) -> int:
+    import torch
+    from PIL import Image
+
+    if not args.scale > 0:
+        raise UsageError(f"--scale must be > 0, got {args.scale}")
+    if not args.input.is_file():
+        raise FileNotFoundError(f"input image not found: {args.input}")
+    torch.set_num_threads(args.threads)
+    img, note = read_image_rgb_or_gray(args.input)
+    if note:
+        print(f"note: {note}")
+    model = _load_sr_model(args.model)
+    out = upscale_image(img, args.scale, model)
+    Image.fromarray(out).save(args.output)
+    print(f"wrote {args.output} ({out.shape[1]}x{out.shape[0]}, x{args.scale:g})")
+    return 0
+
+
+def _add_sr(sub) -> None:
+    from pathlib import Path
+
+    p = sub.add_parser("train", help="train a model (vdsr)", description="Train one of hotops' models.")
+    tsub = p.add_subparsers(dest="model_name", metavar="{vdsr}")
+    tsub.required = True
+    pv = tsub.add_parser("vdsr", help="VDSR (Kim et al. 2016) on train291",
+                         description="Train VDSR (Kim, Lee & Lee, CVPR 2016) on 41x41 patches of train291.")
+    from hotops.sr import add_train_arguments
+
+    add_train_arguments(pv)
+    pv.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval-sr", help="PSNR/SSIM of a VDSR checkpoint vs bicubic",
+                       description="Evaluate a VDSR checkpoint by the standard SR protocol "
+                                   "(Y channel, shave = scale), with the bicubic baseline.")
+    p.add_argument("--model", default="pretrained", metavar="CKPT|pretrained|bicubic")
+    p.add_argument("--set", default="set5", metavar="set5|set14|DIR")
+    p.add_argument("--scales", type=float, nargs="+", default=[2, 3, 4])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-ssim", action="store_true")
+    p.set_defaults(func=_cmd_eval_sr)
+
+    p = sub.add_parser("upscale", help="upscale an image with VDSR",
+                       description="Upscale an image: VDSR on Y, bicubic on Cb/Cr (grayscale: VDSR).")
+    p.add_argument("input", type=Path, metavar="IN")
+    p.add_argument("output", type=Path, metavar="OUT")
+    p.add_argument("--scale", type=float, required=True)
+    p.add_argument("--model", default="pretrained", metavar="CKPT")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_cmd_upscale)
+
+
 def _command_of(argv) -> str | None:
     """The subcommand named in argv (the first token that is not an option), if any."""
     for tok in argv:
@@ -220,7 +360,7 @@ def build_parser(load_bench: bool = False) -> argparse.ArgumentParser:
         description="hotops: hand-written Numba/CUDA kernels for classic papers, under torch.",
     )
     parser.add_argument("--version", action="version", version=f"hotops {_version('hotops')}")
-    sub = parser.add_subparsers(dest="command", metavar="{info,demo,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{info,demo,bench,train,eval-sr,upscale}")
 
     p = sub.add_parser("info", help="versions, threads, GPU status, data folder",
                        description="Print versions, thread settings, GPU status and the data folder.")
@@ -237,6 +377,7 @@ def build_parser(load_bench: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     _add_bench(sub, load_bench)
+    _add_sr(sub)
     return parser
 
 
@@ -254,7 +395,7 @@ def main(argv=None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if getattr(args, "func", None) is None:
         parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: choose a command: info, demo or bench", file=sys.stderr)
+        print(f"{parser.prog}: error: choose a command: info, demo, bench, train, eval-sr or upscale", file=sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)

@@ -94,3 +94,42 @@ def test_python_dash_m():
     bad = subprocess.run([sys.executable, "-m", "hotops", "nonsense"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "invalid choice" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --- super-resolution subcommands (VDSR) ---------------------------------------------------------
+
+
+def test_sr_commands_listed_and_help_does_not_import_torch():
+    code = ("import sys; from hotops import cli; p = cli.build_parser(); "
+            "h = p.format_help(); assert 'eval-sr' in h and 'upscale' in h and 'train' in h, h; "
+            "p.parse_args(['train', 'vdsr', '--budget', '60']); "
+            "assert 'torch' not in sys.modules, 'building the parser imported torch'")
+    ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_eval_sr_bicubic_on_a_directory(tmp_path, capsys):
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    Image.fromarray(skimage.data.astronaut()[:60, :66]).save(tmp_path / "a.png")
+    Image.fromarray(skimage.data.camera()[:48, :50]).save(tmp_path / "b.png")
+    assert cli.main(["eval-sr", "--model", "bicubic", "--set", str(tmp_path), "--scales", "2", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "2 images" in out and "| x2 |" in out and "| x3 |" in out and "bicubic PSNR" in out
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["train"], "required"),
+    (["train", "vdsr", "--theta", "0", "--iterations", "1"], "--theta must be > 0"),
+    (["train", "vdsr", "--lr", "0", "--iterations", "1"], "--lr must be > 0"),
+    (["train", "vdsr", "--scales", "0", "--iterations", "1"], "scale must be a positive integer"),
+    (["train", "vdsr"], "--budget"),
+    (["eval-sr", "--model", "bicubic", "--scales", "-2"], "scale must be a positive integer"),
+    (["upscale", "a.png", "b.png"], "--scale"),
+])
+def test_sr_bad_usage(argv, expect, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "Traceback" not in err

@@ -5,6 +5,7 @@ model is used.
 
 - :class:`SmallCifarNet`, :func:`load_small_cifar`: the demo's compact all-convolutional
   CIFAR-10 classifier and its committed checkpoint.
+- :class:`VDSR`: Kim et al. (CVPR 2016) super-resolution network; ``VDSR.pretrained()``.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ _EXPORTS = {
     "SmallCifarNet": "small_cifar",
     "load_small_cifar": "small_cifar",
     "small_cifar": None,
+    "VDSR": "vdsr",
+    "vdsr": None,
 }
 
 __all__ = sorted(k for k in _EXPORTS if _EXPORTS[k] is not None)

@@ -1,0 +1,537 @@
+"""Super-resolution pipeline for VDSR (Kim, Lee & Lee, CVPR 2016): data, training, evaluation.
+
+- :func:`degrade`: the SR protocol's low-resolution input, MATLAB-exact bicubic down by 1/s
+  and back up by s (Sec. 4.1 / 5; hotops' ``imresize``).
+- :func:`luminance`: Y of MATLAB's ``rgb2ycbcr`` on 8-bit RGB, as float in [0, 1].
+- :func:`evaluate`: the standard protocol (Y, crop to a multiple of s, shave s, PSNR peak 1,
+  SSIM) for a model and the bicubic baseline; used by ``hotops eval-sr``, the tests and the
+  training script's final report.
+- :func:`build_patch_pool`: 41x41 sub-images cut without overlap from the 291 training
+  images (Sec. 4.1), degraded at every scale (scales mixed in a batch, Sec. 4.3), cached as
+  ``.npy`` in ``hotops.data.cache_dir()``.
+- :func:`train`: SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 every quarter
+  of the schedule (the paper's every 20 of 80 epochs), adjustable gradient clipping
+  (Sec. 3.1, gradients clipped to [-theta/lr, theta/lr]), loss 1/2 ||r - f(x)||^2 (Eq. 5)
+  averaged over the batch, augmentation by rotation and flips (Sec. 4.1).
+
+``python -m hotops.sr`` and ``hotops train vdsr`` run :func:`main`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "PATCH",
+    "degrade",
+    "luminance",
+    "evaluate",
+    "format_table",
+    "build_patch_pool",
+    "lr_at",
+    "train",
+    "main",
+]
+
+PATCH = 41
+_POOL_VERSION = 1
+
+
+# --------------------------------------------------------------------------- protocol
+
+def _check_scale(scale) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    if int(scale) != scale:
+        raise ValueError(f"scale must be an integer (the protocol crops to a multiple of it), got {scale!r}")
+    return int(scale)
+
+
+def luminance(img: np.ndarray) -> np.ndarray:
+    """Y in [0, 1] (float64) of a uint8 RGB (H, W, 3) or grayscale (H, W) image.
+
+    MATLAB's ``rgb2ycbcr`` on a uint8 image rounds Y to 8 bits (16..235); grayscale images
+    are used as they are, as the usual protocol does.
+    """
+    from hotops.kernels.resize import rgb2ycbcr
+
+    img = np.asarray(img)
+    if img.ndim == 2:
+        y = img
+    elif img.ndim == 3 and img.shape[2] == 3:
+        y = rgb2ycbcr(img)[..., 0] if img.dtype == np.uint8 else rgb2ycbcr(img.astype(np.float64))[..., 0]
+    else:
+        raise ValueError(f"img must be (H, W) or (H, W, 3), got shape {img.shape}")
+    if y.dtype == np.uint8:
+        return y.astype(np.float64) / 255.0
+    return y.astype(np.float64)
+
+
+def modcrop(y: np.ndarray, scale: int) -> np.ndarray:
+    h, w = y.shape[:2]
+    return y[: h - h % scale, : w - w % scale]
+
+
+def degrade(y: np.ndarray, scale) -> np.ndarray:
+    """Bicubic down by 1/scale then up by scale (MATLAB ``imresize``, float64).
+
+    ``y`` must already be cropped to a multiple of ``scale``.
+    """
+    from hotops.kernels.resize import imresize
+
+    s = _check_scale(scale)
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape[0] % s or y.shape[1] % s:
+        raise ValueError(f"y of shape {y.shape} is not a multiple of scale {s}; crop it first (modcrop)")
+    small = imresize(y, scale=1.0 / s)
+    return imresize(small, scale=float(s))
+
+
+def evaluate(model, images, scales=(2, 3, 4), ssim_too: bool = True) -> dict:
+    """The standard SR protocol for ``model`` and bicubic, per scale.
+
+    Parameters
+    ----------
+    model : VDSR or None
+        None evaluates bicubic only.
+    images : list of (name, uint8 image) as ``hotops.data.load_sr_set`` returns.
+    scales : iterable of int
+
+    Returns
+    -------
+    dict scale -> {'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'n'} (means over images).
+
+    Notes
+    -----
+    Kim et al. (2016) Sec. 5: Y channel; crop to a multiple of s; ``imresize(y, 1/s)`` then
+    ``imresize(., s)`` (bicubic, MATLAB); shave s pixels; PSNR with peak 1.
+    """
+    from hotops.kernels.resize import psnr, ssim
+
+    images = list(images)
+    if not images:
+        raise ValueError("images is empty")
+    out = {}
+    for scale in scales:
+        s = _check_scale(scale)
+        rows = {"psnr": [], "ssim": [], "bicubic_psnr": [], "bicubic_ssim": []}
+        for _name, img in images:
+            hr = modcrop(luminance(img), s)
+            lr = degrade(hr, s)
+            rows["bicubic_psnr"].append(psnr(lr, hr, shave=s, data_range=1.0))
+            if ssim_too:
+                rows["bicubic_ssim"].append(ssim(lr, hr, shave=s, data_range=1.0))
+            if model is not None:
+                sr = model.upscale_y(lr.astype(np.float32)).astype(np.float64)
+                rows["psnr"].append(psnr(sr, hr, shave=s, data_range=1.0))
+                if ssim_too:
+                    rows["ssim"].append(ssim(sr, hr, shave=s, data_range=1.0))
+        out[s] = {k: (float(np.mean(v)) if v else None) for k, v in rows.items()}
+        out[s]["n"] = len(images)
+    return out
+
+
+def format_table(results: dict, title: str = "") -> str:
+    """A markdown table of :func:`evaluate` results, one or more sets (``{set: results}``)."""
+    if results and all(isinstance(k, (int, np.integer)) for k in results):
+        results = {title or "set": results}
+    f = lambda v, d: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    lines = ["| set | scale | VDSR PSNR | bicubic PSNR | gain | VDSR SSIM | bicubic SSIM |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, res in results.items():
+        for s, r in sorted(res.items(), key=lambda kv: int(kv[0])):
+            gain = None if r.get("psnr") is None else r["psnr"] - r["bicubic_psnr"]
+            lines.append(f"| {name} | x{s} | {f(r.get('psnr'), 3)} | {f(r['bicubic_psnr'], 3)} | "
+                         f"{'-' if gain is None else f'{gain:+.3f}'} | {f(r.get('ssim'), 4)} | {f(r.get('bicubic_ssim'), 4)} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- patch pool
+
+def _pool_key(images, scales, max_patches, seed) -> str:
+    h = hashlib.sha1()
+    h.update(f"v{_POOL_VERSION};{PATCH};{tuple(scales)};{max_patches};{seed}".encode())
+    for name, img in images:
+        h.update(f"{name}:{img.shape}".encode())
+        h.update(hashlib.sha1(np.ascontiguousarray(img[:: max(1, img.shape[0] // 16)])).digest())
+    return h.hexdigest()[:16]
+
+
+def build_patch_pool(images, scales=(2, 3, 4), max_patches: int | None = 24000, seed: int = 0,
+                     cache: bool = True, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """41x41 (input, target) sub-images at every scale, cut without overlap (Sec. 4.1).
+
+    Each image's Y (8-bit, ``rgb2ycbcr``) is cropped to a multiple of s, degraded as a whole
+    (:func:`degrade`: no border effects inside patches), then cut on a stride-41 grid.
+    With ``max_patches`` a random subset is kept (memory); scales stay mixed.
+
+    Returns
+    -------
+    lr : float16 (N, 41, 41), the bicubic input; hr : uint8 (N, 41, 41), the 8-bit target Y.
+    Cached in ``hotops.data.cache_dir()`` keyed by the images and the settings.
+    """
+    scales = tuple(_check_scale(s) for s in scales)
+    if not scales:
+        raise ValueError("scales is empty")
+    images = list(images)
+    if not images:
+        raise ValueError("images is empty")
+    path = None
+    if cache:
+        from hotops.data import cache_dir
+
+        path = cache_dir() / f"vdsr_pool_{_pool_key(images, scales, max_patches, seed)}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                return z["lr"], z["hr"]
+    lrs, hrs = [], []
+    it = images
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(images, desc="patch pool", unit="img")
+    for _name, img in it:
+        y8 = np.asarray(img)
+        if y8.ndim == 3:
+            from hotops.kernels.resize import rgb2ycbcr
+
+            y8 = rgb2ycbcr(y8)[..., 0] if y8.dtype == np.uint8 else None
+        if y8 is None or y8.dtype != np.uint8:
+            raise TypeError("training images must be uint8")
+        for s in scales:
+            hr8 = modcrop(y8, s)
+            if min(hr8.shape) < PATCH:
+                continue
+            lr = degrade(hr8.astype(np.float64) / 255.0, s)
+            nh, nw = hr8.shape[0] // PATCH, hr8.shape[1] // PATCH
+            hh, ww = nh * PATCH, nw * PATCH
+            hrs.append(hr8[:hh, :ww].reshape(nh, PATCH, nw, PATCH).transpose(0, 2, 1, 3).reshape(-1, PATCH, PATCH))
+            lrs.append(lr[:hh, :ww].reshape(nh, PATCH, nw, PATCH).transpose(0, 2, 1, 3).reshape(-1, PATCH, PATCH).astype(np.float16))
+    if not hrs:
+        raise ValueError(f"no image is at least {PATCH}x{PATCH} pixels")
+    lr_all, hr_all = np.concatenate(lrs), np.concatenate(hrs)
+    if max_patches is not None and len(hr_all) > max_patches:
+        keep = np.sort(np.random.default_rng(seed).choice(len(hr_all), max_patches, replace=False))
+        lr_all, hr_all = lr_all[keep], hr_all[keep]
+    if path is not None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, lr=lr_all, hr=hr_all)
+        os.replace(tmp, path)
+    return lr_all, hr_all
+
+
+# --------------------------------------------------------------------------- training
+
+def lr_at(iteration: int, total: int, base_lr: float = 0.1) -> float:
+    """Step schedule: ``base_lr`` divided by 10 every quarter of ``total`` (Sec. 4.1)."""
+    if total < 1:
+        raise ValueError(f"total must be >= 1, got {total}")
+    return base_lr * 0.1 ** min(3, (4 * iteration) // total)
+
+
+def _augment(x, y, rng):
+    """Random rotation by 0/90/180/270 degrees and horizontal flip, per sample (Sec. 4.1)."""
+    import torch
+
+    k = rng.integers(0, 4, size=x.shape[0])
+    flip = rng.random(x.shape[0]) < 0.5
+    xs, ys = [], []
+    for i in range(x.shape[0]):
+        a, b = x[i], y[i]
+        if flip[i]:
+            a, b = a.flip(-1), b.flip(-1)
+        if k[i]:
+            a, b = torch.rot90(a, int(k[i]), (-2, -1)), torch.rot90(b, int(k[i]), (-2, -1))
+        xs.append(a)
+        ys.append(b)
+    return torch.stack(xs), torch.stack(ys)
+
+
+def _rng_state(rng):
+    import torch
+
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
+
+
+def save_train_state(path, model, optimizer, iteration, total, rng, config, elapsed) -> Path:
+    """Everything needed to resume: model (float32), optimizer, iteration, RNG states."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": "hotops-vdsr-train-1", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "iteration": iteration, "total": total, "rng": _rng_state(rng), "config": config,
+                "elapsed": elapsed, "model_config": {"depth": model.depth, "channels": model.channels}}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def train(model, lr_pool, hr_pool, iterations: int | None = None, batch: int = 64, theta: float = 0.4,
+          base_lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4, budget: float | None = None,
+          seed: int = 0, resume=None, state_path=None, save_every: float = 120.0, progress: bool = True,
+          probe: int = 5, log=None, stop_at: int | None = None, reduction: str = "mean") -> dict:
+    """Train ``model`` on a patch pool (Kim et al. 2016, Sec. 3.1 and 4.1).
+
+    Parameters
+    ----------
+    lr_pool, hr_pool : (N, 41, 41) arrays: bicubic inputs (float) and targets (uint8 or float in [0, 1]).
+    iterations : total SGD steps; with ``budget`` (seconds) instead, the first ``probe`` steps are
+        timed and the total is set so that the run fits the budget; the lr schedule (divide by
+        10 every quarter) follows the total.
+    theta : adjustable-clipping threshold (> 0): gradients clipped to [-theta/lr, theta/lr].
+    resume : a train-state file (from ``state_path``) to continue from.
+    reduction : 'mean' (over pixels and batch) or 'sum' (over a patch's pixels, mean over the
+        batch, as caffe-vdsr's EuclideanLoss); 'sum' scales the gradients by 41 * 41.
+    stop_at : stop (and save the state) at this iteration, keeping the schedule of ``total``.
+
+    Returns
+    -------
+    dict with 'iterations', 'losses' (per step), 'clip_fraction' (mean), 'seconds', 'total'.
+    """
+    import torch
+
+    from hotops.bindings import clip_grad_adjustable_
+
+    for name, v in (("theta", theta), ("base_lr", base_lr)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if iterations is None and budget is None and resume is None:
+        raise ValueError("give iterations, budget or resume")
+    if iterations is not None and iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if budget is not None and not budget > 0:
+        raise ValueError(f"budget must be > 0 seconds, got {budget}")
+    if len(lr_pool) != len(hr_pool) or len(lr_pool) == 0:
+        raise ValueError(f"lr_pool and hr_pool must be non-empty and of equal length, got {len(lr_pool)} and {len(hr_pool)}")
+
+    hr_scale = 1.0 / 255.0 if np.asarray(hr_pool[:1]).dtype == np.uint8 else 1.0
+    lr_t = torch.from_numpy(np.ascontiguousarray(lr_pool))
+    hr_t = torch.from_numpy(np.ascontiguousarray(hr_pool))
+    optimizer = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=momentum, weight_decay=weight_decay)
+    rng = np.random.default_rng(seed)
+    start_it, total, elapsed0 = 0, iterations, 0.0
+    if resume is not None:
+        st = torch.load(resume, map_location="cpu", weights_only=False)
+        if st.get("format") != "hotops-vdsr-train-1":
+            raise ValueError(f"{resume} is not a VDSR training state")
+        model.load_state_dict(st["model"])
+        optimizer.load_state_dict(st["optimizer"])
+        start_it, elapsed0 = int(st["iteration"]), float(st.get("elapsed", 0.0))
+        total = iterations if iterations is not None else int(st["total"])
+        rng.bit_generator.state = st["rng"]["numpy"]
+        torch.set_rng_state(st["rng"]["torch"])
+        budget = None
+    config = {"reduction": reduction, "batch": batch, "theta": theta, "base_lr": base_lr, "momentum": momentum,
+              "weight_decay": weight_decay, "seed": seed}
+    model.train()
+    losses, clips = [], []
+    t0 = time.perf_counter()
+    last_save = t0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=start_it, desc="VDSR", unit="it", dynamic_ncols=True)
+    it = start_it
+    probe_t = None
+    while True:
+        if (total is not None and it >= total) or (stop_at is not None and it >= stop_at):
+            break
+        if total is None and it - start_it == probe:  # budget: size the schedule now
+            per_it = (time.perf_counter() - probe_t) / max(1, probe - 1)
+            remaining = budget - (time.perf_counter() - t0)
+            total = it + max(1, int(remaining / per_it))
+            if bar is not None:
+                bar.total = total
+                bar.refresh()
+            if log:
+                log(f"budget {budget:.0f} s, {per_it:.2f} s/it -> {total} iterations")
+        if it - start_it == 1:
+            probe_t = time.perf_counter()
+        lr = lr_at(it, total if total is not None else 10**9, base_lr)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        idx = torch.from_numpy(rng.integers(0, len(lr_t), size=batch))
+        x = lr_t[idx].float().unsqueeze(1)
+        y = hr_t[idx].float().mul_(hr_scale).unsqueeze(1)
+        x, y = _augment(x, y, rng)
+        pred = model(x)
+        # Eq. 5: 1/2 ||r - f(x)||^2, averaged over the batch *and the pixels*. Summed over a
+        # 41x41 patch (caffe-vdsr's EuclideanLoss) with lr 0.1 and *element-wise* clipping,
+        # the first step already overflows (every element moves by theta = 0.4); the mean
+        # keeps lr 0.1 / theta 0.4 usable and clipping then only bites in early steps.
+        loss = 0.5 * (pred - y).pow(2).mean()
+        if reduction == "sum":
+            loss = loss * (pred[0].numel())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        frac = clip_grad_adjustable_(model.parameters(), theta, lr)
+        optimizer.step()
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise FloatingPointError(f"loss became {lv} at iteration {it}")
+        losses.append(lv)
+        clips.append(float(frac))
+        it += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{lv:.4f}", lr=f"{lr:.0e}", clipped=f"{frac:.1%}")
+        now = time.perf_counter()
+        if state_path is not None and now - last_save > save_every:
+            save_train_state(state_path, model, optimizer, it, total, rng, config, elapsed0 + now - t0)
+            last_save = now
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    if state_path is not None:
+        save_train_state(state_path, model, optimizer, it, total, rng, config, elapsed0 + seconds)
+    model.eval()
+    return {"iterations": it, "total": total, "losses": losses, "seconds": seconds,
+            "elapsed_total": elapsed0 + seconds,
+            "clip_fraction": float(np.mean(clips)) if clips else 0.0, "config": config}
+
+
+# --------------------------------------------------------------------------- script
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    # the path only: importing hotops.models.vdsr would import torch while building the CLI
+    CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "vdsr.pt"
+    p.add_argument("--data", default=None, metavar="DIR", help="training images (default: train291 in the data folder)")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS", help="scale the schedule to this much training time")
+    p.add_argument("--iterations", type=int, default=None, metavar="N", help="total iterations (the paper: 9960 at batch 64)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    p.add_argument("--theta", type=float, default=0.4, help="adjustable clipping threshold (pytorch-vdsr's 0.4)")
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--out", type=Path, default=CHECKPOINT, metavar="CKPT", help="release checkpoint (float16 weights + metadata)")
+    p.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="continue from a training state file")
+    p.add_argument("--state", type=Path, default=None, metavar="PATH", help="training state file (default: cache dir)")
+    p.add_argument("--max-patches", type=int, default=24000, help="size of the patch pool (random subset)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-sets", nargs="*", default=["set5", "set14"], help="sets for the final table")
+    p.add_argument("--last-layer-init", choices=["zero", "he"], default="zero",
+                   help="zero (default): the net starts as the identity (bicubic), which keeps lr 0.1 "
+                        "stable in short runs; he: the paper's He init for every layer")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def measure(ckpt, sets=("set5", "set14"), scales=(2, 3, 4), model_fp32=None, verbose: bool = True):
+    """The :func:`evaluate` table of a checkpoint *as stored* (float16 weights) on each set
+    found, plus the Set5 PSNR of ``model_fp32`` (the unrounded weights) when given.
+
+    Returns (tables {set: {str(scale): row}}, fp16 check {str(scale): {float32, float16}} or
+    None, seconds).
+    """
+    from hotops.data import data_available, load_sr_set
+    from hotops.models.vdsr import VDSR
+
+    t0 = time.perf_counter()
+    stored = VDSR.load(ckpt)
+    tables = {}
+    for name in sets:
+        found = data_available(f"sr/{name}") if name in ("set5", "set14") else Path(name).is_dir()
+        if not found:
+            if verbose:
+                print(f"{name}: not found, not evaluated", flush=True)
+            continue
+        res = evaluate(stored, load_sr_set(name), scales)
+        if verbose:
+            print(format_table({name: res}), flush=True)
+        tables[name] = {str(s): r for s, r in res.items()}
+    fp16_check = None
+    if model_fp32 is not None and "set5" in tables:
+        f32 = evaluate(model_fp32, load_sr_set("set5"), scales, ssim_too=False)
+        fp16_check = {str(s): {"float32": f32[s]["psnr"], "float16": tables["set5"][str(s)]["psnr"]} for s in scales}
+        if verbose:
+            print(f"Set5 PSNR, float32 vs stored float16 weights: {fp16_check}", flush=True)
+    return tables, fp16_check, time.perf_counter() - t0
+
+
+def run_training(args) -> dict:
+    import torch
+
+    from hotops.data import cache_dir, data_available, load_sr_set
+    from hotops.models.vdsr import VDSR
+
+    if args.budget is None and args.iterations is None and args.resume is None:
+        raise ValueError("give --budget SECONDS or --iterations N (or --resume)")
+    for name in ("theta", "lr"):
+        v = getattr(args, name)
+        if not v > 0:
+            raise ValueError(f"--{name} must be > 0, got {v}")
+    for s in args.scales:
+        _check_scale(s)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    t_start = time.perf_counter()
+    images = load_sr_set(args.data if args.data is not None else "train291")
+    lr_pool, hr_pool = build_patch_pool(images, args.scales, args.max_patches, args.seed, progress=not args.no_progress)
+    t_pool = time.perf_counter() - t_start
+    print(f"patch pool: {len(lr_pool)} patches of {PATCH}x{PATCH} at scales {args.scales} ({t_pool:.1f} s)", flush=True)
+    state = args.state or cache_dir() / f"{Path(args.out).stem}.state.pt"
+    model = VDSR()
+    if getattr(args, "last_layer_init", "zero") == "zero":
+        torch.nn.init.zeros_(model.convs[-1].weight)
+    budget = None if args.budget is None else max(1.0, args.budget - t_pool)
+    hist = train(model, lr_pool, hr_pool, iterations=args.iterations, batch=args.batch, theta=args.theta,
+                 base_lr=args.lr, budget=budget, seed=args.seed, resume=args.resume, state_path=state,
+                 progress=not args.no_progress, log=lambda m: print(m, flush=True))
+    print(f"trained {hist['iterations']} iterations in {hist['seconds']:.0f} s; state: {state}", flush=True)
+    model.save(args.out, metadata={})
+    tables, fp16_check, t_eval = measure(args.out, args.eval_sets, args.scales, model_fp32=model)
+    from hotops.cli import cpu_name
+
+    meta = {
+        "paper": "Kim, Lee & Lee, Accurate Image Super-Resolution Using Very Deep Convolutional Networks, CVPR 2016",
+        "scales": list(args.scales),
+        "iterations": hist["iterations"],
+        "batch": args.batch,
+        "batch_note": "the paper uses 64; reduced for a CPU budget" if args.batch < 64 else "as the paper",
+        "patch": PATCH,
+        "pool_patches": int(len(lr_pool)),
+        "last_layer_init": getattr(args, "last_layer_init", "zero"),
+        "loss": "0.5 * mean over pixels and batch of (r - f(x))^2",
+        "theta": args.theta, "base_lr": args.lr, "momentum": 0.9, "weight_decay": 1e-4,
+        "schedule": "lr divided by 10 every quarter of the iterations",
+        "train_seconds": round(hist["elapsed_total"], 1),
+        "pool_seconds": round(t_pool, 1),
+        "final_loss_mean_last50": float(np.mean(hist["losses"][-50:])) if hist["losses"] else None,
+        "clip_fraction_mean": hist["clip_fraction"],
+        "hardware": f"{cpu_name()}, torch threads {args.threads}" if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "psnr_table": tables,
+        "protocol": "Y (rgb2ycbcr of 8-bit RGB), crop to multiple of s, imresize 1/s then s (MATLAB bicubic, float64), shave s, peak 1",
+        "weights": "float16",
+        "fp16_check_set5_psnr": fp16_check,
+        "eval_seconds": round(t_eval, 1),
+    }
+    VDSR.load(args.out).save(args.out, metadata=meta)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.2f} MB)")
+    return meta
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hotops.sr", description="Train VDSR (Kim et al. 2016).")
+    add_train_arguments(p)
+    args = p.parse_args(argv)
+    run_training(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

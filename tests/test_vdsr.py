@@ -1,0 +1,293 @@
+"""VDSR (Kim, Lee & Lee, CVPR 2016): model, training loop, checkpoints, protocol, CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _support import needs_data
+
+torch = pytest.importorskip("torch")
+
+from hotops.models import VDSR  # noqa: E402
+from hotops.models.vdsr import CHECKPOINT  # noqa: E402
+from hotops.sr import build_patch_pool, degrade, evaluate, lr_at, modcrop, train  # noqa: E402
+
+
+def _crop_y(size=96, scale=3):
+    import skimage.data
+
+    from hotops.kernels.resize import rgb2ycbcr
+
+    img = skimage.data.astronaut()[30:30 + size, 150:150 + size]
+    hr = modcrop(rgb2ycbcr(img)[..., 0].astype(np.float64) / 255.0, scale)
+    return hr, degrade(hr, scale)
+
+
+def _synthetic_pool(n=96, seed=0):
+    """Smooth random images, degraded x2 / x3: a tiny patch pool."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    hr = np.stack([gaussian_filter(rng.random((42, 42)), 1.2) for _ in range(n)])
+    hr = (hr - hr.min()) / (hr.max() - hr.min())
+    hr = hr[:, :41, :41]
+    lr = np.stack([degrade(h[:36, :36], 2 + i % 2)[:36, :36] for i, h in enumerate(hr)])
+    lr = np.pad(lr, ((0, 0), (0, 5), (0, 5)), mode="edge")
+    return lr.astype(np.float32), hr.astype(np.float32)
+
+
+# --- architecture -------------------------------------------------------------------------------
+
+
+def test_architecture_matches_the_paper():
+    m = VDSR()
+    convs = m.convs
+    assert len(convs) == 20
+    assert (convs[0].in_channels, convs[0].out_channels) == (1, 64)
+    assert all((c.in_channels, c.out_channels) == (64, 64) for c in convs[1:-1])
+    assert (convs[-1].in_channels, convs[-1].out_channels) == (64, 1)
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    assert sum(isinstance(l, torch.nn.ReLU) for l in m.body) == 19
+    assert not isinstance(m.body[-1], torch.nn.ReLU)
+    # He init: std sqrt(2 / (9 * fan_in)), zero bias
+    w = convs[5].weight
+    assert abs(float(w.detach().std()) - (2 / (9 * 64)) ** 0.5) < 0.005
+    assert float(convs[5].bias.detach().abs().max()) == 0.0
+    assert sum(p.numel() for p in m.parameters()) == 665_921
+
+
+def test_zero_last_layer_is_identity():
+    m = VDSR()
+    torch.nn.init.zeros_(m.convs[-1].weight)
+    x = torch.rand(2, 1, 17, 23)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), x, rtol=0, atol=0)
+
+
+def test_small_variant_and_bad_config():
+    m = VDSR(depth=3, channels=4)
+    assert len(m.convs) == 3
+    with pytest.raises(ValueError, match="depth"):
+        VDSR(depth=1)
+    with pytest.raises(ValueError, match="channels"):
+        VDSR(channels=0)
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        m(torch.zeros(1, 3, 8, 8))
+
+
+def test_upscale_y_tiled_equals_untiled():
+    torch.manual_seed(0)
+    m = VDSR(depth=6, channels=8)
+    y = np.random.default_rng(1).random((45, 38)).astype(np.float32) * 0.8 + 0.1
+    whole = m.upscale_y(y, tile=1000)
+    tiled = m.upscale_y(y, tile=16)
+    assert whole.shape == y.shape and whole.dtype == np.float32
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5)
+    assert whole.min() >= 0 and whole.max() <= 1
+    # too little overlap changes the result (the check has teeth)
+    assert np.abs(m.upscale_y(y, tile=16, overlap=0) - whole).max() > 1e-4
+    # torch (N, 1, H, W) in, same out
+    t = torch.from_numpy(y)[None, None].double()
+    out = m.upscale_y(t, tile=16)
+    assert out.shape == t.shape and out.dtype == torch.float64
+    np.testing.assert_allclose(out[0, 0].numpy(), whole, atol=1e-5)
+
+
+def test_upscale_y_bad_input():
+    m = VDSR(depth=2, channels=2)
+    with pytest.raises(ValueError, match="NaN"):
+        m.upscale_y(np.full((8, 8), np.nan, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        m.upscale_y(np.zeros((1, 2, 8, 8), np.float32))
+    with pytest.raises(TypeError, match="float"):
+        m.upscale_y(np.zeros((8, 8), np.uint8))
+    with pytest.raises(TypeError):
+        m.upscale_y([[0.5]])
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def test_lr_schedule_steps_every_quarter():
+    assert [lr_at(i, 100) for i in (0, 24, 25, 49, 50, 75, 99)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 1e-3, 1e-4, 1e-4])
+
+
+def test_training_steps_reduce_the_loss():
+    """A few SGD steps with adjustable clipping on a tiny pool whose residual has a learnable
+    part (bicubic error + a brightness offset of 0.1) cut the loss."""
+    torch.manual_seed(0)
+    lr, hr = _synthetic_pool(64)
+    lr, hr = lr[:, :24, :24], np.clip(hr[:, :24, :24] + 0.1, 0, 1.2)
+    m = VDSR(depth=5, channels=8)
+    torch.nn.init.zeros_(m.convs[-1].weight)
+    x, y = torch.from_numpy(lr)[:, None], torch.from_numpy(hr)[:, None]
+    with torch.no_grad():
+        before = float(0.5 * (m(x) - y).pow(2).mean())
+    hist = train(m, lr, hr, iterations=30, batch=8, base_lr=0.1, progress=False, seed=0)
+    with torch.no_grad():
+        after = float(0.5 * (m(x) - y).pow(2).mean())
+    assert hist["iterations"] == 30 and len(hist["losses"]) == 30
+    assert 0.0 <= hist["clip_fraction"] <= 1.0
+    assert after < 0.5 * before, (before, after)
+
+
+def test_budget_sizes_the_schedule():
+    lr, hr = _synthetic_pool(32)
+    m = VDSR(depth=3, channels=4)
+    hist = train(m, lr, hr, budget=1.0, batch=4, progress=False, probe=3)
+    assert hist["total"] >= 3 and hist["iterations"] == hist["total"]
+
+
+def test_resume_round_trip(tmp_path):
+    lr, hr = _synthetic_pool(32)
+    state = tmp_path / "state.pt"
+    torch.manual_seed(0)
+    a = VDSR(depth=3, channels=4)
+    b = VDSR(depth=3, channels=4)
+    b.load_state_dict(a.state_dict())
+    train(a, lr, hr, iterations=8, batch=4, progress=False, seed=3)  # straight through
+    train(b, lr, hr, iterations=8, batch=4, progress=False, seed=3, state_path=state, stop_at=4)
+    saved = torch.load(state, weights_only=False)
+    assert saved["iteration"] == 4 and "optimizer" in saved and "rng" in saved
+    c = VDSR(depth=3, channels=4)
+    hist = train(c, lr, hr, iterations=8, batch=4, progress=False, resume=state)
+    assert hist["iterations"] == 8
+    for pa, pc in zip(a.parameters(), c.parameters()):
+        torch.testing.assert_close(pa, pc, rtol=1e-5, atol=1e-6)
+
+
+def test_release_checkpoint_round_trip(tmp_path):
+    m = VDSR(depth=4, channels=8)
+    path = m.save(tmp_path / "v.pt", metadata={"iterations": 3})
+    back = VDSR.load(path)
+    assert back.metadata == {"iterations": 3} and back.depth == 4 and not back.training
+    for p, q in zip(m.parameters(), back.parameters()):
+        torch.testing.assert_close(p.half().float(), q)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        VDSR.pretrained(tmp_path / "absent.pt")
+
+
+def test_patch_pool_from_a_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOTOPS_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    images = [("a", rng.integers(0, 256, (90, 130, 3)).astype(np.uint8)), ("b", rng.integers(0, 256, (50, 44, 3)).astype(np.uint8))]
+    lr, hr = build_patch_pool(images, scales=(2, 3), max_patches=None)
+    assert lr.shape == hr.shape and lr.shape[1:] == (41, 41)
+    assert hr.dtype == np.uint8 and lr.dtype == np.float16
+    # (2 x 3 patches in image a + 1 in b) at each scale
+    assert len(hr) == 2 * (2 * 3 + 1)
+    assert list((tmp_path / "cache").glob("vdsr_pool_*.npz"))
+    lr2, _ = build_patch_pool(images, scales=(2, 3), max_patches=None)  # from the cache
+    np.testing.assert_array_equal(lr, lr2)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(theta=0.0), "theta"), (dict(theta=-1.0), "theta"), (dict(base_lr=0.0), "base_lr"),
+    (dict(batch=0), "batch"), (dict(iterations=0), "iterations"), (dict(budget=-1.0, iterations=None), "budget"),
+])
+def test_train_bad_input(kw, match):
+    lr, hr = _synthetic_pool(4)
+    args = dict(iterations=1, batch=2, progress=False)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        train(VDSR(depth=2, channels=2), lr, hr, **args)
+
+
+@pytest.mark.parametrize("scale", [0, -2, 2.5, float("nan")])
+def test_bad_scale(scale):
+    hr, _ = _crop_y(48, 2)
+    with pytest.raises(ValueError, match="scale"):
+        degrade(hr, scale)
+    with pytest.raises(ValueError, match="scale"):
+        evaluate(None, [("x", np.zeros((24, 24), np.uint8))], scales=[scale])
+
+
+# --- the committed checkpoint --------------------------------------------------------------------
+
+
+def test_pretrained_checkpoint_is_small_and_documented():
+    assert CHECKPOINT.is_file(), "train it with `hotops train vdsr --budget 900`"
+    assert CHECKPOINT.stat().st_size < 5 * 2**20
+    m = VDSR.pretrained()
+    meta = m.metadata
+    for key in ("scales", "iterations", "batch", "train_seconds", "hardware", "psnr_table"):
+        assert key in meta, key
+    assert set(meta["psnr_table"]) >= {"set5"}
+
+
+def test_pretrained_beats_bicubic_on_a_sample_crop():
+    from hotops.kernels.resize import psnr
+
+    torch.set_num_threads(2)
+    m = VDSR.pretrained()
+    for scale in (2, 3):
+        hr, lr = _crop_y(96, scale)
+        sr = m.upscale_y(lr.astype(np.float32)).astype(np.float64)
+        assert psnr(sr, hr, shave=scale) > psnr(lr, hr, shave=scale)
+
+
+@pytest.mark.slow
+@needs_data("sr", "set5")
+def test_eval_set5_matches_recorded_table():
+    from hotops.data import load_sr_set
+
+    m = VDSR.pretrained()
+    res = evaluate(m, load_sr_set("set5"), scales=(3,), ssim_too=False)[3]
+    assert res["bicubic_psnr"] == pytest.approx(30.39, abs=0.05)  # the protocol is right
+    assert res["psnr"] > res["bicubic_psnr"]
+    assert res["psnr"] == pytest.approx(float(m.metadata["psnr_table"]["set5"]["3"]["psnr"]), abs=1e-3)
+
+
+@needs_data("sr", "set5")
+def test_bicubic_protocol_reproduces_set5():
+    from hotops.data import load_sr_set
+
+    res = evaluate(None, load_sr_set("set5"), scales=(2, 3, 4), ssim_too=False)
+    assert [round(res[s]["bicubic_psnr"], 2) for s in (2, 3, 4)] == pytest.approx([33.68, 30.40, 28.43], abs=0.02)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _write_png(path, arr, mode=None):
+    from PIL import Image
+
+    Image.fromarray(arr, mode=mode).save(path) if mode else Image.fromarray(arr).save(path)
+
+
+def test_cli_upscale_round_trip(tmp_path, capsys):
+    from PIL import Image
+
+    from hotops.cli import main
+
+    import skimage.data
+
+    src = tmp_path / "in.png"
+    _write_png(src, skimage.data.astronaut()[40:80, 160:190])
+    assert main(["upscale", str(src), str(tmp_path / "out.png"), "--scale", "2"]) == 0
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.size == (60, 80) and im.mode == "RGB"
+    # grayscale stays grayscale; RGBA is converted with a note
+    _write_png(tmp_path / "g.png", skimage.data.camera()[:30, :20])
+    assert main(["upscale", str(tmp_path / "g.png"), str(tmp_path / "g2.png"), "--scale", "3"]) == 0
+    with Image.open(tmp_path / "g2.png") as im:
+        assert im.size == (60, 90) and im.mode == "L"
+    rgba = np.dstack([skimage.data.astronaut()[:20, :20], np.full((20, 20), 200, np.uint8)])
+    _write_png(tmp_path / "a.png", rgba)
+    capsys.readouterr()
+    assert main(["upscale", str(tmp_path / "a.png"), str(tmp_path / "a2.png"), "--scale", "2"]) == 0
+    assert "RGBA image converted to RGB" in capsys.readouterr().out
+
+
+def test_cli_upscale_bad_input(tmp_path, capsys):
+    from hotops.cli import main
+
+    src = tmp_path / "in.png"
+    _write_png(src, np.zeros((10, 10, 3), np.uint8))
+    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--scale", "0"]) == 2
+    assert "--scale must be > 0" in capsys.readouterr().err
+    assert main(["upscale", str(tmp_path / "missing.png"), str(tmp_path / "o.png"), "--scale", "2"]) == 1
+    assert main(["train", "vdsr", "--theta", "0", "--iterations", "1"]) == 2
+    assert "--theta must be > 0" in capsys.readouterr().err
+    assert main(["train", "vdsr", "--lr", "-1", "--iterations", "1"]) == 2
+    assert main(["eval-sr", "--model", "bicubic", "--scales", "0"]) == 2
