@@ -102,12 +102,11 @@ def test_check_same_device():
         check_same_device(a=torch.zeros(1), b=torch.zeros(1, device="meta"))
 
 
-def test_cuda_path_without_gpu_is_clear(monkeypatch):
+@pytest.mark.skipif(_backend.cuda_available(), reason="a real CUDA device or the simulator is available here")
+def test_cuda_path_without_gpu_is_clear():
     """Kernels' GPU helpers refuse cleanly when CUDA is unavailable."""
     from hotops.kernels import _cuda
 
-    if _backend.cuda_available():
-        pytest.skip("a GPU or the simulator is available here")
     _cuda.numba_cuda.cache_clear()
     with pytest.raises(RuntimeError, match="without CUDA support"):
         _cuda.numba_cuda()
