@@ -63,14 +63,9 @@ CUDA_SKIP_REASON = "CUDA variant: torch.cuda.is_available() is false on this mac
 
 # -- 2. what the results record -------------------------------------------------------
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    from hotops.cli import cpu_name  # one reader of /proc/cpuinfo for the CLI, demo and benches
+
+    return cpu_name()
 
 
 def _version(dist: str) -> str | None:
