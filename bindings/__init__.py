@@ -17,3 +17,5 @@ __all__ = [
     "imresize",
     "imresize_transpose",
 ]
+
+# Each further op adds its own import line and its own ``__all__ +=`` line below.

@@ -17,12 +17,18 @@ _SUBMODULES = ("kernels", "bindings", "models", "data", "demo", "cli")
 
 _KERNEL_EXPORTS = {"rgb2ycbcr": "resize", "ycbcr2rgb": "resize", "psnr": "resize", "ssim": "resize"}
 
+#: Public names that live in a surface module, imported on first access: name -> module
+#: (relative to ``hotops``). Each capability adds its lines here.
+_LAZY_EXPORTS: dict[str, str] = {
+}
+
 __all__ = [
     "__version__",
     "channel_max_abs",
     "imresize",
     "clip_grad_adjustable_",
     *_KERNEL_EXPORTS,
+    *_LAZY_EXPORTS,
     *_SUBMODULES,
 ]
 
@@ -34,6 +40,11 @@ def __getattr__(name: str):
         return module
     if name in _KERNEL_EXPORTS:
         module = importlib.import_module(f"{__name__}.kernels.{_KERNEL_EXPORTS[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _LAZY_EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_LAZY_EXPORTS[name]}")
         value = getattr(module, name)
         globals()[name] = value
         return value

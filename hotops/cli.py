@@ -205,10 +205,8 @@ def _cmd_bench(args) -> int:
 # --------------------------------------------------------------------------- super-resolution
 
 def _cmd_train(args) -> int:
-    from hotops.sr import run_training
-
     try:
-        run_training(args)
+        args._trainer.run_training(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     return 0
@@ -308,18 +306,79 @@ def _cmd_upscale(args) -> int:
     return 0
 
 
+#: Models that ``hotops train NAME`` trains: name -> (module, one-line help). The module
+#: defines ``add_train_arguments(parser)`` and ``run_training(args)`` (raising ValueError on
+#: bad options); it is imported only when ``hotops train NAME`` is the command being run.
+TRAINERS: dict[str, tuple[str, str]] = {
+    "vdsr": ("hotops.sr", "VDSR (Kim et al. 2016) on train291"),
+}
+
+#: Top-level commands whose code lives in other modules: name -> (module, one-line help).
+#: The module defines ``add_cli_arguments(parser)`` and ``cli_main(args) -> int`` (raising
+#: ``hotops.cli.UsageError`` for bad usage); it is imported only when its command is run, so
+#: ``hotops --help`` stays cheap and a broken module never breaks the other commands.
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def _load_plugin(module_name: str, needed: tuple[str, ...]):
+    """Import ``module_name`` and check it has ``needed``; returns (module, problem)."""
+    try:
+        mod = importlib.import_module(module_name)
+    except ImportError as exc:
+        return None, f"cannot import {module_name} ({exc})"
+    missing = [n for n in needed if not hasattr(mod, n)]
+    if missing:
+        return None, f"{module_name} lacks {', '.join(missing)}"
+    return mod, None
+
+
+def _cmd_plugin_problem(args) -> int:
+    print(f"hotops {args.command}: error: {args._plugin_problem}", file=sys.stderr)
+    return 2
+
+
+def _add_plugins(sub, argv, problems: dict) -> None:
+    """Register TRAINERS under ``train`` and COMMANDS at the top level (lazily imported).
+
+    A chosen plugin that cannot be loaded is recorded in ``problems`` (command -> message)."""
+    p = sub.add_parser("train", help=f"train a model ({', '.join(TRAINERS)})",
+                       description="Train one of hotops' models.")
+    tsub = p.add_subparsers(dest="model_name", metavar="{" + ",".join(TRAINERS) + "}")
+    tsub.required = True
+    command = _command_of(argv)
+    rest = argv[argv.index(command) + 1:] if command in argv else []
+    chosen_model = _command_of(rest) if command == "train" else None
+    for name, (module_name, help_) in TRAINERS.items():
+        pt = tsub.add_parser(name, help=help_, description=f"Train {help_}.")
+        mod, problem = (None, "not loaded")
+        if name == chosen_model:
+            mod, problem = _load_plugin(module_name, ("add_train_arguments", "run_training"))
+            if mod is None:
+                problems[f"train {name}"] = problem
+        if mod is not None:
+            mod.add_train_arguments(pt)
+            pt.set_defaults(func=_cmd_train, _trainer=mod)
+        else:
+            pt.add_argument("plugin_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            pt.set_defaults(func=_cmd_plugin_problem, _plugin_problem=problem)
+    for name, (module_name, help_) in COMMANDS.items():
+        pc = sub.add_parser(name, help=help_, description=help_)
+        mod, problem = (None, "not loaded")
+        if name == command:
+            mod, problem = _load_plugin(module_name, ("add_cli_arguments", "cli_main"))
+            if mod is None:
+                problems[name] = problem
+        if mod is not None:
+            mod.add_cli_arguments(pc)
+            pc.set_defaults(func=lambda a, _m=mod: _m.cli_main(a))
+        else:
+            pc.add_argument("plugin_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            pc.set_defaults(func=_cmd_plugin_problem, _plugin_problem=problem)
+
+
 def _add_sr(sub) -> None:
     from pathlib import Path
-
-    p = sub.add_parser("train", help="train a model (vdsr)", description="Train one of hotops' models.")
-    tsub = p.add_subparsers(dest="model_name", metavar="{vdsr}")
-    tsub.required = True
-    pv = tsub.add_parser("vdsr", help="VDSR (Kim et al. 2016) on train291",
-                         description="Train VDSR (Kim, Lee & Lee, CVPR 2016) on 41x41 patches of train291.")
-    from hotops.sr import add_train_arguments
-
-    add_train_arguments(pv)
-    pv.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval-sr", help="PSNR/SSIM of a VDSR checkpoint vs bicubic",
                        description="Evaluate a VDSR checkpoint by the standard SR protocol "
@@ -351,8 +410,13 @@ def _command_of(argv) -> str | None:
     return None
 
 
-def build_parser(load_bench: bool = False) -> argparse.ArgumentParser:
-    """The argument parser; ``load_bench`` imports ``hotops._bench`` for its options."""
+def _all_commands() -> list[str]:
+    return ["info", "demo", "bench", "train", "eval-sr", "upscale", *COMMANDS]
+
+
+def build_parser(load_bench: bool = False, argv=()) -> argparse.ArgumentParser:
+    """The argument parser; ``load_bench`` imports ``hotops._bench`` for its options, and the
+    plugin module of the command named in ``argv`` (if any) is imported for its options."""
     from pathlib import Path
 
     parser = argparse.ArgumentParser(
@@ -360,7 +424,7 @@ def build_parser(load_bench: bool = False) -> argparse.ArgumentParser:
         description="hotops: hand-written Numba/CUDA kernels for classic papers, under torch.",
     )
     parser.add_argument("--version", action="version", version=f"hotops {_version('hotops')}")
-    sub = parser.add_subparsers(dest="command", metavar="{info,demo,bench,train,eval-sr,upscale}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(_all_commands()) + "}")
 
     p = sub.add_parser("info", help="versions, threads, GPU status, data folder",
                        description="Print versions, thread settings, GPU status and the data folder.")
@@ -377,6 +441,8 @@ def build_parser(load_bench: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     _add_bench(sub, load_bench)
+    parser._plugin_problems = {}
+    _add_plugins(sub, list(argv), parser._plugin_problems)
     _add_sr(sub)
     return parser
 
@@ -388,14 +454,17 @@ def main(argv=None) -> int:
     from argparse is turned into the return value, so callers and tests get an int).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(load_bench=_command_of(argv) == "bench")
+    parser = build_parser(load_bench=_command_of(argv) == "bench", argv=argv)
+    for command, problem in parser._plugin_problems.items():
+        print(f"{parser.prog} {command}: error: the command is not available: {problem}", file=sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help/--version (0) or bad usage (2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if getattr(args, "func", None) is None:
         parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: choose a command: info, demo, bench, train, eval-sr or upscale", file=sys.stderr)
+        print(f"{parser.prog}: error: choose a command: {', '.join(_all_commands())}", file=sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)

@@ -32,7 +32,9 @@ class Section:
 
     name : short id (also the stem of its figure files)
     title : heading in the report
-    run : ``run(ctx) -> markdown``; it calls ``ctx.step(...)`` ``steps`` times
+    run : ``run(ctx) -> markdown``; it calls ``ctx.step(...)`` ``steps`` times. It may be
+        given as ``"module:function"``, imported only when the section runs (sections that
+        live with their capability, e.g. ``"hotops.nmf:demo_section"``).
     steps : how many progress-bar steps ``run`` reports
     """
 
@@ -370,7 +372,8 @@ def vdsr_section(ctx: DemoContext) -> str:
     return "\n\n".join(parts)
 
 
-#: The demo's capabilities, in report order. Later ops append their Section here.
+#: The demo's capabilities, in report order. Each capability appends one Section line here
+#: (its function may live in its own module: ``Section(name, title, "module:func", steps)``).
 SECTIONS: list[Section] = [
     Section("saliency", "Class saliency maps: channel-max reduction (Simonyan et al. 2013)",
             saliency_section, steps=5),
@@ -387,6 +390,16 @@ def _machine_md(info: dict) -> str:
             "torch_cuda", "hotops_cuda_kernels", "cuda_simulator", "platform",
             "python", "hotops", "numpy", "numba", "torch", "scipy", "scikit-image", "matplotlib", "cupy")
     return _md_table(("", "value"), [(_LABELS.get(k, k), info.get(k)) for k in keys if k in info])
+
+
+def _resolve(run):
+    """A section's run function; ``"module:function"`` strings are imported here."""
+    if isinstance(run, str):
+        import importlib
+
+        module_name, _, func = run.partition(":")
+        return getattr(importlib.import_module(module_name), func)
+    return run
 
 
 def run_demo(out_dir="demo-out", quick: bool = False, sections=None, progress: bool = True) -> dict:
@@ -431,7 +444,7 @@ def run_demo(out_dir="demo-out", quick: bool = False, sections=None, progress: b
         parts = []
         for s in chosen:
             t = time.perf_counter()
-            body = s.run(ctx)
+            body = _resolve(s.run)(ctx)
             parts.append(f"## {s.title}\n\n{body}\n\n_Section time: {time.perf_counter() - t:.1f} s._")
 
     seconds = time.perf_counter() - t0

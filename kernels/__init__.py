@@ -17,7 +17,12 @@ from ._backend import (
     simulator_enabled,
 )
 
-_OPS = ("channel_max", "resize", "clip")
+# One line per op sub-package (each capability adds its own line).
+_OPS = (
+    "channel_max",
+    "resize",
+    "clip",
+)
 
 __all__ = [
     "INSTALL_HINT",

@@ -102,7 +102,8 @@ def test_python_dash_m():
 def test_sr_commands_listed_and_help_does_not_import_torch():
     code = ("import sys; from hotops import cli; p = cli.build_parser(); "
             "h = p.format_help(); assert 'eval-sr' in h and 'upscale' in h and 'train' in h, h; "
-            "p.parse_args(['train', 'vdsr', '--budget', '60']); "
+            "argv = ['train', 'vdsr', '--budget', '60']; "
+            "cli.build_parser(argv=argv).parse_args(argv); "
             "assert 'torch' not in sys.modules, 'building the parser imported torch'")
     ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
@@ -133,3 +134,29 @@ def test_sr_bad_usage(argv, expect, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert expect in err and "Traceback" not in err
+
+
+# --- plugin registry (TRAINERS / COMMANDS) -------------------------------------------------------
+
+
+def test_plugin_command_loaded_only_when_chosen(monkeypatch, tmp_path, capsys):
+    mod = tmp_path / "hotops_fake_plugin.py"
+    mod.write_text("import sys\n"
+                   "def add_cli_arguments(p):\n    p.add_argument('--n', type=int, default=1)\n"
+                   "def cli_main(args):\n    print('ran', args.n)\n    return 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "fake", ("hotops_fake_plugin", "a fake command"))
+    monkeypatch.delitem(sys.modules, "hotops_fake_plugin", raising=False)
+    assert cli.main(["info"]) == 0
+    assert "hotops_fake_plugin" not in sys.modules
+    assert cli.main(["fake", "--n", "3"]) == 0
+    assert "ran 3" in capsys.readouterr().out
+
+
+def test_plugin_missing_module_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "ghost", ("hotops_no_such_module", "missing"))
+    monkeypatch.setitem(cli.TRAINERS, "ghost", ("hotops_no_such_module", "missing"))
+    assert cli.main(["ghost", "--x"]) == 2
+    assert "cannot import hotops_no_such_module" in capsys.readouterr().err
+    assert cli.main(["train", "ghost"]) == 2
+    assert "cannot import hotops_no_such_module" in capsys.readouterr().err

@@ -54,3 +54,13 @@ def test_wheel_contains_all_layers(tmp_path):
     for ckpt in (ROOT / "hotops" / "checkpoints").glob("*.pt"):
         assert f"hotops/checkpoints/{ckpt.name}" in names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
+
+
+@pytest.mark.parametrize("module_name", ["hotops", "hotops.kernels", "hotops.bindings", "hotops.models"])
+def test_every_public_name_resolves(module_name):
+    """Every name in ``__all__`` imports (the lazy export tables point at real objects)."""
+    import importlib
+
+    mod = importlib.import_module(module_name)
+    missing = [name for name in mod.__all__ if getattr(mod, name, None) is None]
+    assert not missing, f"{module_name}.__all__ names that do not resolve: {missing}"

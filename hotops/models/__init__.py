@@ -17,6 +17,7 @@ _EXPORTS = {
     "small_cifar": None,
     "VDSR": "vdsr",
     "vdsr": None,
+    # each further model adds its lines here: "ClassName": "module", "module": None
 }
 
 __all__ = sorted(k for k in _EXPORTS if _EXPORTS[k] is not None)
