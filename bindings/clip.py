@@ -20,6 +20,7 @@ from ._interop import stream_of, to_kernel
 
 __all__ = ["clip_grad_adjustable_"]
 
+_NUMPY_OF = {torch.float32: "float32", torch.float64: "float64"}
 _KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64), "cuda": (torch.float16, torch.float32, torch.float64)}
 
 
@@ -82,6 +83,15 @@ def clip_grad_adjustable_(parameters: Tensor | Iterable[Tensor], theta: float, l
         else:
             raise TypeError(f"gradients must be floating point, got {g.dtype}")
     for device, group in by_device.items():
+        if device.type == "cpu":
+            # raw addresses: the tensors in `group` keep the memory alive during the call
+            for dtype in {g.dtype for g in group}:
+                same = [g for g in group if g.dtype == dtype]
+                got = _kernel.clip_grad_adjustable_addresses_(
+                    [g.data_ptr() for g in same], [g.numel() for g in same],
+                    _NUMPY_OF[dtype], theta, lr)
+                clipped += got[0]
+            continue
         got = _kernel.clip_grad_adjustable_(
             [to_kernel(g) for g in group], theta, lr, return_fraction=return_fraction, return_count=True,
             stream=stream_of(group[0]),

@@ -242,3 +242,28 @@ def test_binding_cuda_matches_clamp_loop(dtype):
     assert fraction == n / total
     for p, e in zip(model.parameters(), expected):
         torch.testing.assert_close(p.grad, e, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_addresses_entry_matches_loop_of_clamps(dtype, rng, small_chunks):
+    """The raw-address entry the CPU binding uses: same result and counts as the clamps."""
+    grads = [(rng.standard_normal(s) * 5).astype(dtype) for s in VDSR_SHAPES[:6] + SMALL_SHAPES]
+    expect = [np.clip(g, -4.0, 4.0) for g in grads]
+    n_expect = sum(int((np.abs(g) > 4.0).sum()) for g in grads)
+    got = kc.clip_grad_adjustable_addresses_([g.ctypes.data for g in grads], [g.size for g in grads],
+                                             dtype, 0.4, 0.1)
+    assert got == (n_expect, sum(g.size for g in grads))
+    for g, e in zip(grads, expect):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_addresses_entry_bad_input():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        kc.clip_grad_adjustable_addresses_([0], [0], np.int32, 0.4, 0.1)
+    with pytest.raises(ValueError, match="one length"):
+        kc.clip_grad_adjustable_addresses_([0, 0], [1], np.float32, 0.4, 0.1)
+    with pytest.raises(ValueError, match=">= 0"):
+        kc.clip_grad_adjustable_addresses_([0], [-1], np.float32, 0.4, 0.1)
+    with pytest.raises(ValueError, match="lr"):
+        kc.clip_grad_adjustable_addresses_([0], [0], np.float32, 0.4, 0.0)
+    assert kc.clip_grad_adjustable_addresses_([], [], np.float32, 0.4, 0.1) == (0, 0)
