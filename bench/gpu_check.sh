@@ -14,7 +14,12 @@
 #   2. print nvidia-smi and the torch / cupy / numba versions;
 #   3. the GPU tests on the real GPU: pytest tests -m "gpu or cudasim";
 #   4. the CUDA benchmark variants: pytest bench -k cuda --benchmark-json;
-#   5. the report, written even when tests or benchmarks failed.
+#   5. the report, written even when tests or benchmarks failed; the charts are packed into
+#      charts.tar when there are more than three (the device tool returns at most 8 files);
+#   6. when $HOTOPS_DATA/sr/train291 exists (bench/prepare_gpu_data.py packs it small enough
+#      to carry): VDSR trained on the GPU with the paper's schedule (9,960 iterations of
+#      batch 64), shortened to the time left if need be, then its Set5/Set14 table; writes
+#      $OUT/vdsr_gpu.pt and $OUT/vdsr_gpu.log. Give it time with GPU_CHECK_BUDGET (e.g. 560).
 # Exit status: 0 when install, tests and benchmarks passed; 1 otherwise.
 # Knobs: PYTHON (default python3), OUT, GPU_CHECK_BUDGET, HOTOPS_BENCH_BUDGET (seconds
 # of timing per benchmark, default 1 here), HOTOPS_BENCH_THREADS (default 2),
@@ -136,6 +141,30 @@ EOF
         status=1
     fi
     [[ -f $OUT/report.md ]] && cat "$OUT/report.md"
+    shopt -s nullglob
+    local charts=("$OUT"/bench-gpu-*.png)
+    shopt -u nullglob
+    if ((${#charts[@]} > 3)); then
+        tar -cf "$OUT/charts.tar" -C "$OUT" "${charts[@]##*/}" && rm -f "${charts[@]}"
+        echo "charts: ${#charts[@]} PNGs packed into charts.tar"
+    fi
+
+    if [[ -n ${HOTOPS_DATA:-} && -d $HOTOPS_DATA/sr/train291 ]]; then
+        section "VDSR training on the GPU (paper schedule, capped by the time left)"
+        local t_train=$(( $(left) - 40 ))
+        if ((t_train < 90)); then
+            echo "!! only ${t_train}s left: VDSR training skipped (raise GPU_CHECK_BUDGET)"
+        else
+            # budget for the SGD steps: the rest goes to the patch pool and the final evaluation
+            run_limited "$t_train" "$PY" -m hotops train vdsr --device cuda --iterations 9960 --batch 64 \
+                --budget $(( t_train * 7 / 10 )) --threads 8 --out "$OUT/vdsr_gpu.pt" \
+                --state /tmp/vdsr_gpu.state.pt --no-progress 2>&1 | tee "$OUT/vdsr_gpu.log"
+            rc=${PIPESTATUS[0]}
+            ((rc)) && { echo "!! VDSR training: rc=$rc"; status=1; }
+        fi
+    else
+        echo "(no \$HOTOPS_DATA/sr/train291: VDSR GPU training not run; see bench/prepare_gpu_data.py)"
+    fi
 
     section "done: $([[ $status == 0 ]] && echo PASSED || echo FAILED); files in $OUT:"
     ls -l "$OUT"

@@ -238,21 +238,31 @@ def lr_at(iteration: int, total: int, base_lr: float = 0.1) -> float:
 
 
 def _augment(x, y, rng):
-    """Random rotation by 0/90/180/270 degrees and horizontal flip, per sample (Sec. 4.1)."""
+    """Random rotation by 0/90/180/270 degrees and horizontal flip, per sample (Sec. 4.1).
+
+    The draws come from the numpy ``rng`` (two arrays per batch); the transforms run where
+    the tensors are, one call per (rotation, flip) combination present in the batch (at
+    most 8), not one per sample, so that a GPU batch costs a handful of launches.
+    """
     import torch
 
     k = rng.integers(0, 4, size=x.shape[0])
     flip = rng.random(x.shape[0]) < 0.5
-    xs, ys = [], []
-    for i in range(x.shape[0]):
-        a, b = x[i], y[i]
-        if flip[i]:
-            a, b = a.flip(-1), b.flip(-1)
-        if k[i]:
-            a, b = torch.rot90(a, int(k[i]), (-2, -1)), torch.rot90(b, int(k[i]), (-2, -1))
-        xs.append(a)
-        ys.append(b)
-    return torch.stack(xs), torch.stack(ys)
+    xo, yo = torch.empty_like(x), torch.empty_like(y)
+    for kk in range(4):
+        for ff in (False, True):
+            sel = np.flatnonzero((k == kk) & (flip == ff))
+            if sel.size == 0:
+                continue
+            idx = torch.from_numpy(sel).to(x.device)
+            a, b = x.index_select(0, idx), y.index_select(0, idx)
+            if ff:
+                a, b = a.flip(-1), b.flip(-1)
+            if kk:
+                a, b = torch.rot90(a, kk, (-2, -1)), torch.rot90(b, kk, (-2, -1))
+            xo.index_copy_(0, idx, a)
+            yo.index_copy_(0, idx, b)
+    return xo, yo
 
 
 def _rng_state(rng):
@@ -284,7 +294,8 @@ def train(model, lr_pool, hr_pool, iterations: int | None = None, batch: int = 6
     Parameters
     ----------
     lr_pool, hr_pool : (N, 41, 41) arrays: bicubic inputs (float) and targets (uint8 or float in [0, 1]).
-    iterations : total SGD steps; with ``budget`` (seconds) instead, the first ``probe`` steps are
+    iterations : total SGD steps (with ``budget`` too: at most that many, fewer if the budget is short);
+        with ``budget`` (seconds) alone, the first ``probe`` steps are
         timed and the total is set so that the run fits the budget; the lr schedule (divide by
         10 every quarter) follows the total.
     theta : adjustable-clipping threshold (> 0): gradients clipped to [-theta/lr, theta/lr].
@@ -318,13 +329,19 @@ def train(model, lr_pool, hr_pool, iterations: int | None = None, batch: int = 6
         raise ValueError(f"lr_pool and hr_pool must be non-empty and of equal length, got {len(lr_pool)} and {len(hr_pool)}")
 
     hr_scale = 1.0 / 255.0 if np.asarray(hr_pool[:1]).dtype == np.uint8 else 1.0
-    lr_t = torch.from_numpy(np.ascontiguousarray(lr_pool))
-    hr_t = torch.from_numpy(np.ascontiguousarray(hr_pool))
+    # the pool lives where the model is: on a GPU, batches are gathered, augmented and
+    # converted there, so the GPU never waits on the CPU (the degradation was done once,
+    # with hotops' MATLAB-exact imresize, when the pool was built)
+    device = next(model.parameters()).device
+    lr_t = torch.from_numpy(np.ascontiguousarray(lr_pool)).to(device)
+    hr_t = torch.from_numpy(np.ascontiguousarray(hr_pool)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=momentum, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
-    start_it, total, elapsed0 = 0, iterations, 0.0
+    # with both iterations and budget, the schedule is the given length unless the budget
+    # cannot fit it (then it is shortened, the lr steps scaled with it)
+    start_it, total, elapsed0 = 0, (None if budget is not None else iterations), 0.0
     if resume is not None:
-        st = torch.load(resume, map_location="cpu", weights_only=False)
+        st = torch.load(resume, map_location=device, weights_only=False)
         if st.get("format") != "hotops-vdsr-train-1":
             raise ValueError(f"{resume} is not a VDSR training state")
         model.load_state_dict(st["model"])
@@ -332,7 +349,7 @@ def train(model, lr_pool, hr_pool, iterations: int | None = None, batch: int = 6
         start_it, elapsed0 = int(st["iteration"]), float(st.get("elapsed", 0.0))
         total = iterations if iterations is not None else int(st["total"])
         rng.bit_generator.state = st["rng"]["numpy"]
-        torch.set_rng_state(st["rng"]["torch"])
+        torch.set_rng_state(st["rng"]["torch"].cpu())
         budget = None
     config = {"reduction": reduction, "batch": batch, "theta": theta, "base_lr": base_lr, "momentum": momentum,
               "weight_decay": weight_decay, "seed": seed}
@@ -350,10 +367,17 @@ def train(model, lr_pool, hr_pool, iterations: int | None = None, batch: int = 6
     while True:
         if (total is not None and it >= total) or (stop_at is not None and it >= stop_at):
             break
+        if total is None and iterations is not None and it >= iterations:
+            total = iterations  # a budget was given, but the run ended while probing
+            break
         if total is None and it - start_it == probe:  # budget: size the schedule now
             per_it = (time.perf_counter() - probe_t) / max(1, probe - 1)
             remaining = budget - (time.perf_counter() - t0)
             total = it + max(1, int(remaining / per_it))
+            if iterations is not None:
+                total = min(total, iterations)
+            if it >= total:
+                break
             if bar is not None:
                 bar.total = total
                 bar.refresh()
@@ -364,7 +388,7 @@ def train(model, lr_pool, hr_pool, iterations: int | None = None, batch: int = 6
         lr = lr_at(it, total if total is not None else 10**9, base_lr)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        idx = torch.from_numpy(rng.integers(0, len(lr_t), size=batch))
+        idx = torch.from_numpy(rng.integers(0, len(lr_t), size=batch)).to(device)
         x = lr_t[idx].float().unsqueeze(1)
         y = hr_t[idx].float().mul_(hr_scale).unsqueeze(1)
         x, y = _augment(x, y, rng)
@@ -421,6 +445,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", type=Path, default=None, metavar="PATH", help="training state file (default: cache dir)")
     p.add_argument("--max-patches", type=int, default=24000, help="size of the patch pool (random subset)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda",
+                   help="where to train (default: the GPU when torch sees one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-sets", nargs="*", default=["set5", "set14"], help="sets for the final table")
     p.add_argument("--last-layer-init", choices=["zero", "he"], default="zero",
@@ -429,7 +455,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def measure(ckpt, sets=("set5", "set14"), scales=(2, 3, 4), model_fp32=None, verbose: bool = True):
+def measure(ckpt, sets=("set5", "set14"), scales=(2, 3, 4), model_fp32=None, verbose: bool = True,
+            device="cpu"):
     """The :func:`evaluate` table of a checkpoint *as stored* (float16 weights) on each set
     found, plus the Set5 PSNR of ``model_fp32`` (the unrounded weights) when given.
 
@@ -440,7 +467,7 @@ def measure(ckpt, sets=("set5", "set14"), scales=(2, 3, 4), model_fp32=None, ver
     from hotops.models.vdsr import VDSR
 
     t0 = time.perf_counter()
-    stored = VDSR.load(ckpt)
+    stored = VDSR.load(ckpt).to(device)
     tables = {}
     for name in sets:
         found = data_available(f"sr/{name}") if name in ("set5", "set14") else Path(name).is_dir()
@@ -461,6 +488,23 @@ def measure(ckpt, sets=("set5", "set14"), scales=(2, 3, 4), model_fp32=None, ver
     return tables, fp16_check, time.perf_counter() - t0
 
 
+def resolve_device(name):
+    """``'auto'`` (CUDA when torch sees a GPU, else CPU), ``'cpu'`` or ``'cuda[:N]'``."""
+    import torch
+
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"--device must be auto, cpu or cuda[:N], got {name!r}") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda[:N], got {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA GPU here")
+    return device
+
+
 def run_training(args) -> dict:
     import torch
 
@@ -477,6 +521,7 @@ def run_training(args) -> dict:
         _check_scale(s)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    device = resolve_device(getattr(args, "device", "auto"))
     t_start = time.perf_counter()
     images = load_sr_set(args.data if args.data is not None else "train291")
     lr_pool, hr_pool = build_patch_pool(images, args.scales, args.max_patches, args.seed, progress=not args.no_progress)
@@ -486,13 +531,14 @@ def run_training(args) -> dict:
     model = VDSR()
     if getattr(args, "last_layer_init", "zero") == "zero":
         torch.nn.init.zeros_(model.convs[-1].weight)
+    model.to(device)
     budget = None if args.budget is None else max(1.0, args.budget - t_pool)
     hist = train(model, lr_pool, hr_pool, iterations=args.iterations, batch=args.batch, theta=args.theta,
                  base_lr=args.lr, budget=budget, seed=args.seed, resume=args.resume, state_path=state,
                  progress=not args.no_progress, log=lambda m: print(m, flush=True))
     print(f"trained {hist['iterations']} iterations in {hist['seconds']:.0f} s; state: {state}", flush=True)
     model.save(args.out, metadata={})
-    tables, fp16_check, t_eval = measure(args.out, args.eval_sets, args.scales, model_fp32=model)
+    tables, fp16_check, t_eval = measure(args.out, args.eval_sets, args.scales, model_fp32=model, device=device)
     from hotops.cli import cpu_name
 
     meta = {
@@ -511,7 +557,8 @@ def run_training(args) -> dict:
         "pool_seconds": round(t_pool, 1),
         "final_loss_mean_last50": float(np.mean(hist["losses"][-50:])) if hist["losses"] else None,
         "clip_fraction_mean": hist["clip_fraction"],
-        "hardware": f"{cpu_name()}, torch threads {args.threads}" if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
+        "hardware": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                     else f"{cpu_name()}, torch threads {args.threads}"),
         "torch": torch.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "psnr_table": tables,

@@ -138,6 +138,16 @@ def test_budget_sizes_the_schedule():
     assert hist["total"] >= 3 and hist["iterations"] == hist["total"]
 
 
+def test_iterations_with_a_generous_budget_run_exactly_that_many():
+    lr, hr = _synthetic_pool(32)
+    m = VDSR(depth=3, channels=4)
+    hist = train(m, lr, hr, iterations=7, budget=600.0, batch=4, progress=False, probe=3)
+    assert hist["total"] == 7 and hist["iterations"] == 7
+    # fewer iterations than the timing probe: still exactly that many
+    hist = train(m, lr, hr, iterations=2, budget=600.0, batch=4, progress=False, probe=3)
+    assert hist["total"] == 2 and hist["iterations"] == 2 and len(hist["losses"]) == 2
+
+
 def test_resume_round_trip(tmp_path):
     lr, hr = _synthetic_pool(32)
     state = tmp_path / "state.pt"
@@ -291,3 +301,40 @@ def test_cli_upscale_bad_input(tmp_path, capsys):
     assert "--theta must be > 0" in capsys.readouterr().err
     assert main(["train", "vdsr", "--lr", "-1", "--iterations", "1"]) == 2
     assert main(["eval-sr", "--model", "bicubic", "--scales", "0"]) == 2
+
+
+def test_augment_matches_per_sample_rotations_and_flips():
+    """The grouped augmentation equals rotating/flipping each sample on its own."""
+    import numpy as np
+    import torch
+
+    from hotops.sr import _augment
+
+    x = torch.arange(16 * 1 * 5 * 5, dtype=torch.float32).reshape(16, 1, 5, 5)
+    y = -x
+    xo, yo = _augment(x, y, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    k = rng.integers(0, 4, size=16)
+    flip = rng.random(16) < 0.5
+    assert len(set(zip(k.tolist(), flip.tolist()))) > 3  # several groups are exercised
+    for i in range(16):
+        a = x[i].flip(-1) if flip[i] else x[i]
+        a = torch.rot90(a, int(k[i]), (-2, -1))
+        assert torch.equal(xo[i], a) and torch.equal(yo[i], -a)
+
+
+@pytest.mark.parametrize("name, msg", [("tpu", "auto, cpu or cuda"), ("banana", "auto, cpu or cuda")])
+def test_resolve_device_bad_names(name, msg):
+    from hotops.sr import resolve_device
+
+    with pytest.raises(ValueError, match=msg):
+        resolve_device(name)
+
+
+def test_resolve_device_cpu_and_auto():
+    import torch
+
+    from hotops.sr import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
