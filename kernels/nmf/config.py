@@ -1,0 +1,20 @@
+"""Launch settings for the NMF kernels, in one place so that tests can shrink them.
+
+``CPU_ROW_CHUNK``: rows of W (or columns of H) updated by one parallel task of the fused
+update passes. A task keeps one r-long (or r x chunk) denominator buffer in cache.
+
+``CPU_COL_BLOCK``: columns of H whose denominator ``(W^T W) H[:, block]`` one task forms at
+once (r x block values of the working set, 32 x 256 x 8 B = 64 KiB).
+
+``DENSE_BLOCK_BYTES``: size of the bounded (rows x n) block of ``WH`` used for objective
+evaluations and the sparse general-beta denominators, so that no m x n array is formed.
+
+``CUDA_THREADS``: threads per block of the elementwise / per-row numba.cuda kernels.
+``CUDA_GEMM_TILE``: tile edge of the fallback numba.cuda GEMM (used without CuPy and under
+the simulator); with CuPy, GEMMs go to cuBLAS.
+"""
+CPU_ROW_CHUNK = 64
+CPU_COL_BLOCK = 256
+DENSE_BLOCK_BYTES = 4 << 20
+CUDA_THREADS = 128
+CUDA_GEMM_TILE = 16

@@ -1,0 +1,798 @@
+"""Numba CPU kernels for NMF by multiplicative updates (Lee & Seung 2001; Fevotte & Idier 2011).
+
+Every update of a factor F (W, or H; for sparse V the H side works on H^T) is one fused
+parallel pass over the rows of F (columns of H) that
+
+1. forms the denominator of the multiplicative rule (from a Gram matrix, a vector of sums,
+   a precomputed matrix, or, for masked sparse V, accumulated at the observed entries),
+2. adds the L1 / L2 penalties, replaces zero denominators by ``eps``,
+3. raises the ratio to the Fevotte-Idier exponent gamma(beta) and multiplies F in place,
+4. sets entries below float64's eps to zero where scikit-learn does (beta < 1 for W,
+   beta <= 1 for H),
+
+without any m x n or r x n temporary. GEMMs (W^T V, V H^T, W H) go through numpy's BLAS.
+
+The sparse kernels walk V's non-zeros row by row (CSR, for W) and column by column (a CSC
+copy made once per fit, for H). Each task owns whole rows of the factor it updates, so the
+accumulation ``num_i = sum_j c(V_ij, (WH)_ij) H_:j`` needs no atomics; (WH)_ij is an r-long
+dot product evaluated only at the non-zeros and never stored (no nnz-sized temporaries).
+Accumulators are float64 (as scikit-learn's ``_special_sparse_dot``), also for float32 V.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+from . import config
+
+# numerator weight kinds (beta-divergence family)
+FROB, KL, IS, BETA = 0, 1, 2, 3
+# denominator sources of the fused update
+DEN_GRAM, DEN_VEC, DEN_MAT, DEN_ACC = 0, 1, 2, 3
+
+# reassociation lets LLVM vectorise the r-long dot products; no 'nnan'/'arcp': NaN checks
+# and the exact division of the update are kept.
+_FM = {"reassoc", "contract", "nsz"}
+
+
+@numba.njit(inline="always")
+def _num_weight(x, wh, kind, beta, eps, clamp_num):
+    """x * WH^(beta - 2), WH clamped below at eps when beta < 2 (scikit-learn's rule)."""
+    if kind == FROB:
+        return x
+    whc = wh
+    if clamp_num and whc < eps:
+        whc = eps
+    if kind == KL:
+        return x / whc
+    if kind == IS:
+        inv = 1.0 / whc
+        return inv * inv * x
+    return whc ** (beta - 2.0) * x
+
+
+@numba.njit(inline="always")
+def _den_weight(wh, kind, beta, eps, clamp_den):
+    """WH^(beta - 1), WH clamped below at eps when beta < 1."""
+    if kind == FROB:
+        return wh
+    if kind == KL:
+        return 1.0
+    whd = wh
+    if clamp_den and whd < eps:
+        whd = eps
+    if kind == IS:
+        return 1.0 / whd
+    return whd ** (beta - 1.0)
+
+
+@numba.njit(inline="always")
+def _finish(f, num, den, l1, l2, gamma, zthr, eps):
+    d = den
+    if l1 > 0:
+        d += l1
+    if l2 > 0:
+        d += l2 * f
+    if d == 0:
+        d = eps
+    q = num / d
+    if gamma != 1.0:
+        q = q ** gamma
+    v = f * q
+    if v < zthr:
+        v = 0.0
+    return v
+
+
+# --------------------------------------------------------------------------- dense updates
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def update_rows(F, num, G, s, D, den_mode, l1, l2, gamma, zthr, eps, chunk):
+    """F (p, r) *= (num / den)^gamma row by row; den = F G, s, or D (see module doc)."""
+    p, r = F.shape
+    n_tasks = (p + chunk - 1) // chunk
+    for t in prange(n_tasks):
+        den = np.empty(r, F.dtype)
+        for i in range(t * chunk, min(p, (t + 1) * chunk)):
+            if den_mode == DEN_GRAM:
+                for k in range(r):
+                    den[k] = 0
+                for l in range(r):
+                    f = F[i, l]
+                    for k in range(r):
+                        den[k] += f * G[l, k]
+            elif den_mode == DEN_VEC:
+                for k in range(r):
+                    den[k] = s[k]
+            else:
+                for k in range(r):
+                    den[k] = D[i, k]
+            for k in range(r):
+                F[i, k] = _finish(F[i, k], num[i, k], den[k], l1, l2, gamma, zthr, eps)
+    return F
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def update_cols(F, num, G, s, D, den_mode, l1, l2, gamma, zthr, eps, block):
+    """F (r, n) *= (num / den)^gamma by blocks of columns; den = G F, s[:, None], or D."""
+    r, n = F.shape
+    n_tasks = (n + block - 1) // block
+    for t in prange(n_tasks):
+        j0 = t * block
+        j1 = min(n, j0 + block)
+        den = np.zeros((r, j1 - j0), F.dtype)
+        if den_mode == DEN_GRAM:
+            for k in range(r):
+                for l in range(r):
+                    g = G[k, l]
+                    for jj in range(j1 - j0):
+                        den[k, jj] += g * F[l, j0 + jj]
+        for k in range(r):
+            for jj in range(j1 - j0):
+                j = j0 + jj
+                if den_mode == DEN_GRAM:
+                    d = den[k, jj]
+                elif den_mode == DEN_VEC:
+                    d = s[k]
+                else:
+                    d = D[k, j]
+                F[k, j] = _finish(F[k, j], num[k, j], d, l1, l2, gamma, zthr, eps)
+    return F
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def dense_weights(X, M, A, B, has_mask, want_b, kind, beta, eps, clamp_num, clamp_den):
+    """In place on A = WH: A <- M * X * WH^(beta-2); B <- M * WH^(beta-1) when ``want_b``."""
+    m, n = A.shape
+    for i in prange(m):
+        for j in range(n):
+            wh = A[i, j]
+            c = _num_weight(X[i, j], wh, kind, beta, eps, clamp_num)
+            if has_mask:
+                w = M[i, j]
+                if want_b:
+                    B[i, j] = w * _den_weight(wh, kind, beta, eps, clamp_den)
+                A[i, j] = w * c
+            else:
+                if want_b:
+                    B[i, j] = _den_weight(wh, kind, beta, eps, clamp_den)
+                A[i, j] = c
+    return A
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def pow_inplace(A, p, clamp, eps):
+    """A <- max(A, eps)^p (clamp) or A^p, in place (sparse general-beta denominators)."""
+    m, n = A.shape
+    for i in prange(m):
+        for j in range(n):
+            a = A[i, j]
+            if clamp and a < eps:
+                a = eps
+            A[i, j] = a ** p
+    return A
+
+
+# --------------------------------------------------------------------------- sparse updates
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
+def sparse_update(indptr, indices, data, weights, has_w, F, G, gram, s, D, kind, den_mode,
+                  beta, l1, l2, gamma, zthr, eps, clamp_num, clamp_den, chunk):
+    """Fused sparse multiplicative update of F (p, r) in place.
+
+    Row i of F pairs with row i of the compressed matrix (CSR rows for W, CSC columns for
+    H^T); G (q, r) is the other factor with one row per column index. For each stored
+    entry (i, j, x): wh = F_i . G_j (float64, never stored), c = x * wh^(beta-2) (or x),
+    num_i += c G_j, and with ``DEN_ACC`` also den_i += w * wh^(beta-1) G_j.
+    """
+    p, r = F.shape
+    n_tasks = (p + chunk - 1) // chunk
+    need_wh = kind != FROB or den_mode == DEN_ACC
+    for t in prange(n_tasks):
+        num = np.empty(r, np.float64)
+        den = np.empty(r, np.float64)
+        for i in range(t * chunk, min(p, (t + 1) * chunk)):
+            for k in range(r):
+                num[k] = 0.0
+                den[k] = 0.0
+            Fi = F[i]
+            for e in range(indptr[i], indptr[i + 1]):
+                Gj = G[indices[e]]
+                x = data[e]
+                wh = 0.0
+                if need_wh:
+                    for k in range(r):
+                        wh += np.float64(Fi[k]) * Gj[k]
+                c = _num_weight(np.float64(x), wh, kind, beta, eps, clamp_num)
+                if has_w:
+                    w = np.float64(weights[e])
+                    c *= w
+                    b = w * _den_weight(wh, kind, beta, eps, clamp_den)
+                    for k in range(r):
+                        num[k] += c * Gj[k]
+                        den[k] += b * Gj[k]
+                else:
+                    for k in range(r):
+                        num[k] += c * Gj[k]
+            if den_mode == DEN_GRAM:
+                for l in range(r):
+                    f = np.float64(Fi[l])
+                    for k in range(r):
+                        den[k] += f * gram[l, k]
+            elif den_mode == DEN_VEC:
+                for k in range(r):
+                    den[k] = s[k]
+            elif den_mode == DEN_MAT:
+                for k in range(r):
+                    den[k] = D[i, k]
+            for k in range(r):
+                Fi[k] = _finish(np.float64(Fi[k]), num[k], den[k], l1, l2, gamma, zthr, eps)
+    return F
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
+def sparse_update_kl(indptr, indices, data, F, G, s, l1, l2, zthr, eps, chunk):
+    """The hot path of ``sparse_update`` for unmasked KL (den = the vector s), kept as its
+    own small kernel: one dot and one axpy per stored entry, both vectorised (measured
+    1.6x faster than the general kernel on the 20000 x 10000, 1M-nnz, r = 32 case)."""
+    p, r = F.shape
+    n_tasks = (p + chunk - 1) // chunk
+    for t in prange(n_tasks):
+        num = np.empty(r, np.float64)
+        for i in range(t * chunk, min(p, (t + 1) * chunk)):
+            for k in range(r):
+                num[k] = 0.0
+            Fi = F[i]
+            for e in range(indptr[i], indptr[i + 1]):
+                Gj = G[indices[e]]
+                wh = 0.0
+                for k in range(r):
+                    wh += np.float64(Fi[k]) * Gj[k]
+                c = np.float64(data[e]) / max(wh, eps)
+                for k in range(r):
+                    num[k] += c * Gj[k]
+            for k in range(r):
+                Fi[k] = _finish(np.float64(Fi[k]), num[k], s[k], l1, l2, 1.0, zthr, eps)
+    return F
+
+
+# --------------------------------------------------------------------------- objectives
+
+@numba.njit(inline="always")
+def _terms(x, wh, kind, beta, eps):
+    """Per-entry parts of scikit-learn's ``_beta_divergence`` (see ``objective`` in cpu.py's
+    callers): returns (t0, t1, t2, full) where ``full`` is the whole entry divergence."""
+    if kind == FROB:
+        d = x - wh
+        return d * d, 0.0, 0.0, 0.5 * d * d
+    whc = wh if wh >= eps else eps
+    if kind == KL:
+        if x > eps:
+            lg = x * math.log(x / whc)
+            return lg, x, 0.0, lg - x + wh
+        return 0.0, 0.0, 0.0, wh
+    if kind == IS:
+        if x > eps:
+            div = x / whc
+            lg = math.log(div)
+            return div, lg, 0.0, div - lg - 1.0
+        return 0.0, 0.0, 0.0, -1.0
+    whb = wh ** beta
+    if x > eps:
+        xb = x ** beta
+        xw = x * whc ** (beta - 1.0)
+        return xb, xw, whb, (xb - beta * xw + (beta - 1.0) * whb) / (beta * (beta - 1.0))
+    return 0.0, 0.0, whb, (beta - 1.0) * whb / (beta * (beta - 1.0))
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def dense_div(X, WH, M, has_mask, kind, beta, eps):
+    """Partial sums (per row) of the divergence terms over a dense block: out (m, 4)."""
+    m, n = WH.shape
+    out = np.zeros((m, 4), np.float64)
+    for i in prange(m):
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for j in range(n):
+            t0, t1, t2, full = _terms(np.float64(X[i, j]), np.float64(WH[i, j]), kind, beta, eps)
+            if has_mask:
+                a3 += np.float64(M[i, j]) * full
+            else:
+                a0 += t0
+                a1 += t1
+                a2 += t2
+        out[i, 0] = a0
+        out[i, 1] = a1
+        out[i, 2] = a2
+        out[i, 3] = a3
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
+def sparse_div(indptr, indices, data, weights, has_w, F, G, kind, beta, eps):
+    """Per-row partial sums of the divergence terms at the stored entries: out (p, 4)."""
+    p, r = F.shape
+    out = np.zeros((p, 4), np.float64)
+    for i in prange(p):
+        a0 = 0.0
+        a1 = 0.0
+        a3 = 0.0
+        Fi = F[i]
+        for e in range(indptr[i], indptr[i + 1]):
+            Gj = G[indices[e]]
+            wh = 0.0
+            for k in range(r):
+                wh += np.float64(Fi[k]) * Gj[k]
+            t0, t1, _t2, full = _terms(np.float64(data[e]), wh, kind, beta, eps)
+            if has_w:
+                a3 += np.float64(weights[e]) * full
+            else:
+                a0 += t0
+                a1 += t1
+        out[i, 0] = a0
+        out[i, 1] = a1
+        out[i, 3] = a3
+    return out
+
+
+# --------------------------------------------------------------------------- batched
+
+@numba.njit(inline="always")
+def _mm_nn(A, B, out):
+    # out = A @ B ; A (p, q), B (q, s): axpy form, the inner loop runs along B's rows
+    p, q = A.shape
+    s = B.shape[1]
+    for i in range(p):
+        for j in range(s):
+            out[i, j] = 0
+        for k in range(q):
+            a = A[i, k]
+            for j in range(s):
+                out[i, j] += a * B[k, j]
+
+
+@numba.njit(inline="always")
+def _mm_nt(A, B, out):
+    # out = A @ B.T ; A (p, q), B (s, q): contiguous dot products
+    p, q = A.shape
+    s = B.shape[0]
+    for i in range(p):
+        for k in range(s):
+            acc = 0.0
+            for j in range(q):
+                acc += A[i, j] * B[k, j]
+            out[i, k] = acc
+
+
+@numba.njit(inline="always")
+def _mm_tn(A, B, out):
+    # out = A.T @ B ; A (q, p), B (q, s)
+    q, p = A.shape
+    s = B.shape[1]
+    for k in range(p):
+        for j in range(s):
+            out[k, j] = 0
+    for i in range(q):
+        for k in range(p):
+            a = A[i, k]
+            for j in range(s):
+                out[k, j] += a * B[i, j]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _error_one(X, M, has_mask, W, H, WH, kind, beta, eps):
+    m, n = X.shape
+    _mm_nn(W, H, WH)
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    sum_wh = 0.0
+    for i in range(m):
+        for j in range(n):
+            wh = np.float64(WH[i, j])
+            t0, t1, t2, full = _terms(np.float64(X[i, j]), wh, kind, beta, eps)
+            a0 += t0
+            a1 += t1
+            a2 += t2
+            sum_wh += wh
+            if has_mask:
+                a3 += np.float64(M[i, j]) * full
+    if has_mask:
+        res = a3
+    elif kind == FROB:
+        return math.sqrt(a0)
+    elif kind == KL:
+        res = a0 + sum_wh - a1
+    elif kind == IS:
+        res = a0 - m * n - a1
+    else:
+        res = (a0 - beta * a1 + (beta - 1.0) * a2) / (beta * (beta - 1.0))
+    return math.sqrt(2.0 * max(res, 0.0))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _solve_one(X, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H, l2W, l2H,
+               eps, clamp_num, clamp_den, zW, zH):
+    m, n = X.shape
+    r = W.shape[1]
+    dt = W.dtype
+    WH = np.empty((m, n), dt)
+    Bm = np.empty((m, n), dt)
+    numW = np.empty((m, r), dt)
+    denW = np.empty((m, r), dt)
+    numH = np.empty((r, n), dt)
+    denH = np.empty((r, n), dt)
+    G = np.empty((r, r), dt)
+    sums = np.empty(r, dt)
+    plain_frob = kind == FROB and not has_mask
+    plain_kl = kind == KL and not has_mask
+    err0 = _error_one(X, M, has_mask, W, H, WH, kind, beta, eps)
+    prev = err0
+    n_iter = max_iter
+    for it in range(1, max_iter + 1):
+        # ---- W <- W * (num / den)^gamma
+        if plain_frob:
+            _mm_nt(X, H, numW)
+            _mm_nt(H, H, G)
+            _mm_nn(W, G, denW)
+        else:
+            _mm_nn(W, H, WH)
+            for i in range(m):
+                for j in range(n):
+                    wh = WH[i, j]
+                    c = _num_weight(X[i, j], wh, kind, beta, eps, clamp_num)
+                    b = _den_weight(wh, kind, beta, eps, clamp_den)
+                    if has_mask:
+                        c *= M[i, j]
+                        b *= M[i, j]
+                    WH[i, j] = c
+                    Bm[i, j] = b
+            _mm_nt(WH, H, numW)
+            if plain_kl:
+                for k in range(r):
+                    acc = 0.0
+                    for j in range(n):
+                        acc += H[k, j]
+                    sums[k] = acc
+                for i in range(m):
+                    for k in range(r):
+                        denW[i, k] = sums[k]
+            else:
+                _mm_nt(Bm, H, denW)
+        for i in range(m):
+            for k in range(r):
+                W[i, k] = _finish(W[i, k], numW[i, k], denW[i, k], l1W, l2W, gamma, zW, eps)
+        # ---- H <- H * (num / den)^gamma
+        if plain_frob:
+            _mm_tn(W, X, numH)
+            _mm_tn(W, W, G)
+            _mm_nn(G, H, denH)
+        else:
+            _mm_nn(W, H, WH)
+            for i in range(m):
+                for j in range(n):
+                    wh = WH[i, j]
+                    c = _num_weight(X[i, j], wh, kind, beta, eps, clamp_num)
+                    b = _den_weight(wh, kind, beta, eps, clamp_den)
+                    if has_mask:
+                        c *= M[i, j]
+                        b *= M[i, j]
+                    WH[i, j] = c
+                    Bm[i, j] = b
+            _mm_tn(W, WH, numH)
+            if plain_kl:
+                for k in range(r):
+                    acc = 0.0
+                    for i in range(m):
+                        acc += W[i, k]
+                    sums[k] = acc if acc != 0 else 1.0
+                for k in range(r):
+                    for j in range(n):
+                        denH[k, j] = sums[k]
+            else:
+                _mm_tn(W, Bm, denH)
+        for k in range(r):
+            for j in range(n):
+                H[k, j] = _finish(H[k, j], numH[k, j], denH[k, j], l1H, l2H, gamma, zH, eps)
+        if tol > 0 and it % 10 == 0:
+            err = _error_one(X, M, has_mask, W, H, WH, kind, beta, eps)
+            if (prev - err) / err0 < tol:
+                n_iter = it
+                break
+            prev = err
+    return n_iter, _error_one(X, M, has_mask, W, H, WH, kind, beta, eps)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def batched_fit(V, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H, l2W, l2H,
+                eps, clamp_num, clamp_den, zW, zH, n_iter, err):
+    """B independent problems V[b] ~ W[b] H[b], one parallel task per problem, each running
+    scikit-learn's MU loop (W then H, error test every 10 iterations) to its own stop."""
+    nb = V.shape[0]
+    for b in prange(nb):
+        Mb = M[b] if has_mask else M[0]
+        it, e = _solve_one(V[b], Mb, has_mask, W[b], H[b], kind, beta, gamma, max_iter, tol,
+                           l1W, l1H, l2W, l2H, eps, clamp_num, clamp_den, zW, zH)
+        n_iter[b] = it
+        err[b] = e
+
+
+# --------------------------------------------------------------------------- launchers
+
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+class Params:
+    """Scalars of one fit: beta, its kind, gamma(beta), eps and the zeroing thresholds."""
+
+    def __init__(self, beta: float, eps: float):
+        self.beta = float(beta)
+        self.kind = FROB if beta == 2 else KL if beta == 1 else IS if beta == 0 else BETA
+        if beta < 1:
+            self.gamma = 1.0 / (2.0 - beta)
+        elif beta > 2:
+            self.gamma = 1.0 / (beta - 1.0)
+        else:
+            self.gamma = 1.0
+        self.eps = float(eps)
+        self.clamp_num = bool(beta < 2)
+        self.clamp_den = bool(beta < 1)
+        self.zW = EPS64 if beta < 1 else 0.0
+        self.zH = EPS64 if beta <= 1 else 0.0
+
+
+def _finish_error(p: Params, a, sum_wh, n_entries, sum_whb):
+    """scikit-learn's ``_beta_divergence(..., square_root=True)`` from the partial sums."""
+    if p.kind == FROB:
+        return float(np.sqrt(a[0]))
+    if p.kind == KL:
+        res = a[0] + sum_wh - a[1]
+    elif p.kind == IS:
+        res = a[0] - n_entries - a[1]
+    else:
+        b = p.beta
+        res = (a[0] - b * a[1] + (b - 1.0) * sum_whb) / (b * (b - 1.0))
+    return float(np.sqrt(2.0 * max(res, 0.0)))
+
+
+def _row_blocks(m: int, n: int, itemsize: int):
+    rows = max(1, min(m, config.DENSE_BLOCK_BYTES // max(1, n * itemsize)))
+    for lo in range(0, m, rows):
+        yield lo, min(m, lo + rows)
+
+
+class DenseProblem:
+    """A dense V (m, n) on the CPU, optionally with a weight mask M of the same shape.
+
+    Memory: Frobenius without a mask needs only the (m, r) and (r, n) numerators (the GEMM
+    outputs); the other losses keep WH in one (m, n) buffer that the weighting pass
+    overwrites with V / WH (KL) in place, plus a second one for WH^(beta-1) (general beta
+    or a mask). The objective uses a bounded row block of WH.
+    """
+
+    def __init__(self, X, M, p: Params, r: int):
+        self.X, self.M, self.p = X, M, p
+        m, n = X.shape
+        dt = X.dtype
+        self.has_mask = M is not None
+        self.M_arg = M if M is not None else np.empty((1, 1), dt)
+        self.plain_frob = p.kind == FROB and not self.has_mask
+        self.plain_kl = p.kind == KL and not self.has_mask
+        self.numW = np.empty((m, r), dt)
+        self.numH = np.empty((r, n), dt)
+        self.s0 = np.empty(0, dt)
+        self.D0 = np.empty((0, 0), dt)
+        self.A = self.B = self.DW = self.DH = None
+        if not self.plain_frob:
+            self.A = np.empty((m, n), dt)
+            if not self.plain_kl:
+                self.B = np.empty((m, n), dt)
+                self.DW = np.empty((m, r), dt)
+                self.DH = np.empty((r, n), dt)
+        self._wcache = None  # (numW, G or s) while H is fixed (transform)
+
+    def _weights(self, W, H):
+        p = self.p
+        np.dot(W, H, out=self.A)
+        B = self.B if self.B is not None else self.D0
+        dense_weights(self.X, self.M_arg, self.A, B, self.has_mask, self.B is not None,
+                      p.kind, p.beta, p.eps, p.clamp_num, p.clamp_den)
+
+    def update_W(self, W, H, l1, l2, H_fixed=False):
+        p = self.p
+        chunk = config.CPU_ROW_CHUNK
+        if self.plain_frob:
+            if self._wcache is None:
+                np.dot(self.X, H.T, out=self.numW)
+                G = np.dot(H, H.T)
+                if H_fixed:
+                    self._wcache = G
+            else:
+                G = self._wcache
+            update_rows(W, self.numW, G, self.s0, self.D0, DEN_GRAM, l1, l2, p.gamma, p.zW, p.eps, chunk)
+            return
+        self._weights(W, H)
+        np.dot(self.A, H.T, out=self.numW)
+        if self.plain_kl:
+            s = H.sum(axis=1)
+            update_rows(W, self.numW, self.D0, s, self.D0, DEN_VEC, l1, l2, p.gamma, p.zW, p.eps, chunk)
+        else:
+            np.dot(self.B, H.T, out=self.DW)
+            update_rows(W, self.numW, self.D0, self.s0, self.DW, DEN_MAT, l1, l2, p.gamma, p.zW, p.eps, chunk)
+
+    def update_H(self, W, H, l1, l2):
+        p = self.p
+        block = config.CPU_COL_BLOCK
+        if self.plain_frob:
+            np.dot(W.T, self.X, out=self.numH)
+            G = np.dot(W.T, W)
+            update_cols(H, self.numH, G, self.s0, self.D0, DEN_GRAM, l1, l2, p.gamma, p.zH, p.eps, block)
+            return
+        self._weights(W, H)
+        np.dot(W.T, self.A, out=self.numH)
+        if self.plain_kl:
+            s = W.sum(axis=0)
+            s[s == 0] = 1.0
+            update_cols(H, self.numH, self.D0, s, self.D0, DEN_VEC, l1, l2, p.gamma, p.zH, p.eps, block)
+        else:
+            np.dot(W.T, self.B, out=self.DH)
+            update_cols(H, self.numH, self.D0, self.s0, self.DH, DEN_MAT, l1, l2, p.gamma, p.zH, p.eps, block)
+
+    def error(self, W, H) -> float:
+        p = self.p
+        m, n = self.X.shape
+        tot = np.zeros(4)
+        buf = None
+        for lo, hi in _row_blocks(m, n, self.X.dtype.itemsize):
+            if buf is None:
+                buf = np.empty((hi - lo, n), self.X.dtype)
+            WHb = buf[: hi - lo]
+            np.dot(W[lo:hi], H, out=WHb)
+            Mb = self.M[lo:hi] if self.has_mask else self.M_arg
+            tot += dense_div(self.X[lo:hi], WHb, Mb, self.has_mask, p.kind, p.beta, p.eps).sum(axis=0)
+        if self.has_mask:
+            return float(np.sqrt(2.0 * max(tot[3], 0.0)))
+        sum_wh = float(np.dot(W.sum(axis=0), H.sum(axis=1))) if p.kind == KL else 0.0
+        return _finish_error(p, tot, sum_wh, m * n, tot[2])
+
+    def start(self, W, H):
+        return W, H
+
+    def factors(self, W, H):
+        return W, H
+
+
+class SparseProblem:
+    """A sparse V (CSR, m x n) on the CPU; with a mask, the stored entries are the observed
+    ones (V's values gathered there) and ``weights`` their weights.
+
+    The H update works on H^T (n, r), so that both sides read contiguous r-long factor rows.
+    A CSC copy of the structure is made once per fit for the H side.
+    """
+
+    def __init__(self, X, weights, p: Params, r: int):
+        self.p = p
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self.indptr, self.indices, self.data = X.indptr, X.indices, X.data
+        self.has_w = weights is not None
+        if self.has_w:
+            import scipy.sparse as sp
+
+            perm = sp.csr_matrix(
+                (np.arange(X.nnz, dtype=np.int64), X.indices, X.indptr), shape=X.shape
+            ).tocsc()
+            order = perm.data
+            self.c_indptr, self.c_indices = perm.indptr, perm.indices
+            self.c_data = self.data[order]
+            self.w = np.ascontiguousarray(weights, dtype=X.dtype)
+            self.c_w = self.w[order]
+            del perm, order
+        else:
+            Xc = X.tocsc()
+            self.c_indptr, self.c_indices, self.c_data = Xc.indptr, Xc.indices, Xc.data
+            self.w = self.c_w = np.empty(0, X.dtype)
+        self.X = X
+        self.s0 = np.empty(0, np.float64)
+        self.D0 = np.empty((0, 0), X.dtype)
+        self.g0 = np.empty((0, 0), np.float64)
+        self._wcache = None
+
+    def start(self, W, H):
+        return W, np.ascontiguousarray(H.T)
+
+    def factors(self, W, Ht):
+        return W, np.ascontiguousarray(Ht.T)
+
+    def _run(self, side, F, G, gram, s, D, den_mode, l1, l2, z):
+        p = self.p
+        if side == "W":
+            ip, ix, dx, w = self.indptr, self.indices, self.data, self.w
+        else:
+            ip, ix, dx, w = self.c_indptr, self.c_indices, self.c_data, self.c_w
+        if p.kind == KL and den_mode == DEN_VEC:
+            sparse_update_kl(ip, ix, dx, F, G, s, l1, l2, z, p.eps, config.CPU_ROW_CHUNK)
+            return
+        sparse_update(ip, ix, dx, w, self.has_w, F, G, gram, s, D, p.kind, den_mode,
+                      p.beta, l1, l2, p.gamma, z, p.eps, p.clamp_num, p.clamp_den,
+                      config.CPU_ROW_CHUNK)
+
+    def _beta_dens(self, W, Ht, side):
+        """Dense denominators of sparse general beta: pow(WH) @ H^T or pow(WH)^T @ W,
+        formed over bounded row blocks of WH (as scikit-learn's row loop, but with BLAS)."""
+        p = self.p
+        m, n = self.shape
+        r = W.shape[1]
+        out = np.empty((m, r) if side == "W" else (n, r), W.dtype)
+        if side == "H":
+            out[:] = 0
+        for lo, hi in _row_blocks(m, n, W.dtype.itemsize):
+            WHb = np.dot(W[lo:hi], Ht.T)
+            pow_inplace(WHb, p.beta - 1.0, p.clamp_den, p.eps)
+            if side == "W":
+                np.dot(WHb, Ht, out=out[lo:hi])
+            else:
+                out += np.dot(WHb.T, W[lo:hi])
+        return out
+
+    def update_W(self, W, Ht, l1, l2, H_fixed=False):
+        p = self.p
+        if self.has_w:
+            self._run("W", W, Ht, self.g0, self.s0, self.D0, DEN_ACC, l1, l2, p.zW)
+        elif p.kind == FROB:
+            gram = self._wcache if self._wcache is not None else np.dot(Ht.T, Ht).astype(np.float64)
+            if H_fixed:
+                self._wcache = gram
+            self._run("W", W, Ht, gram, self.s0, self.D0, DEN_GRAM, l1, l2, p.zW)
+        elif p.kind == KL:
+            s = Ht.sum(axis=0).astype(np.float64)
+            self._run("W", W, Ht, self.g0, s, self.D0, DEN_VEC, l1, l2, p.zW)
+        else:
+            D = self._cached_D(W, Ht, H_fixed)
+            self._run("W", W, Ht, self.g0, self.s0, D, DEN_MAT, l1, l2, p.zW)
+
+    def _cached_D(self, W, Ht, H_fixed):
+        # the W-side beta denominator depends on W too: never cached
+        return self._beta_dens(W, Ht, "W")
+
+    def update_H(self, W, Ht, l1, l2):
+        p = self.p
+        if self.has_w:
+            self._run("H", Ht, W, self.g0, self.s0, self.D0, DEN_ACC, l1, l2, p.zH)
+        elif p.kind == FROB:
+            gram = np.dot(W.T, W).astype(np.float64)
+            self._run("H", Ht, W, gram, self.s0, self.D0, DEN_GRAM, l1, l2, p.zH)
+        elif p.kind == KL:
+            s = W.sum(axis=0).astype(np.float64)
+            s[s == 0] = 1.0
+            self._run("H", Ht, W, self.g0, s, self.D0, DEN_VEC, l1, l2, p.zH)
+        else:
+            D = self._beta_dens(W, Ht, "H")
+            self._run("H", Ht, W, self.g0, self.s0, D, DEN_MAT, l1, l2, p.zH)
+
+    def error(self, W, Ht) -> float:
+        p = self.p
+        m, n = self.shape
+        if p.kind == FROB and not self.has_w:
+            norm_X = float(np.dot(self.data, self.data))
+            norm_WH = float(np.dot(np.dot(np.dot(W.T, W), Ht.T).ravel(), Ht.T.ravel()))
+            cross = float(np.dot(np.asarray(self.X @ Ht).ravel(), W.ravel()))
+            res = (norm_X + norm_WH - 2.0 * cross) / 2.0
+            with np.errstate(invalid="ignore"):
+                return float(np.sqrt(np.float64(res * 2)))
+        parts = sparse_div(self.indptr, self.indices, self.data, self.w, self.has_w, W, Ht,
+                           p.kind, p.beta, p.eps).sum(axis=0)
+        if self.has_w:
+            return float(np.sqrt(2.0 * max(parts[3], 0.0)))
+        sum_wh = float(np.dot(W.sum(axis=0), Ht.sum(axis=0))) if p.kind == KL else 0.0
+        sum_whb = 0.0
+        if p.kind == BETA:
+            for lo, hi in _row_blocks(m, n, W.dtype.itemsize):
+                sum_whb += float((np.dot(W[lo:hi], Ht.T) ** p.beta).sum())
+        return _finish_error(p, parts, sum_wh, m * n, sum_whb)
