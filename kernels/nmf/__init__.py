@@ -74,9 +74,11 @@ def check_nonnegative(name: str, X) -> None:
     inf) entries of X, or else of its negative entries (numpy, scipy.sparse, CuPy or
     cupyx.scipy.sparse). The wording keeps scikit-learn's phrases ("NaN", "inf",
     "Negative values in data") so that its estimator checks recognise the errors."""
-    sparse = _is_sparse(X) or _is_cupy_sparse(X)
+    sparse = _is_sparse(X) or _is_cupy_sparse(X) or hasattr(X, "indptr")
     data = X.data if sparse else X
-    xp = np if isinstance(data, np.ndarray) else _xp_of(data)
+    xp, data = _array_module(data)
+    if not sparse:
+        X = data
     if np.dtype(data.dtype).kind not in "fc":
         bad_finite = None
         n_finite = 0
@@ -111,10 +113,18 @@ def check_nonnegative(name: str, X) -> None:
     raise ValueError(f"{what}, the first at {name}[{where}] = {float(value)!r}")
 
 
-def _xp_of(x):
-    import cupy
+def _array_module(a):
+    """(xp, a): numpy or CuPy; other device arrays (numba's, the simulator's) are copied
+    to the host for the check, since numba device arrays have no reductions."""
+    if isinstance(a, np.ndarray):
+        return np, a
+    if type(a).__module__.startswith("cupy"):
+        import cupy
 
-    return cupy
+        return cupy, a
+    if hasattr(a, "copy_to_host"):
+        return np, a.copy_to_host()
+    return np, np.asarray(a)
 
 
 def _host(x):
@@ -233,8 +243,8 @@ def multiplicative_update(V, W, H, *, beta_loss="frobenius", max_iter=200, tol=1
     Identical in arithmetic order of operations (not in summation order) to
     ``sklearn.decomposition._nmf._fit_multiplicative_update``.
     """
-    backend = backend_of(V=getattr(V, "data", V) if (_is_sparse(V) or _is_cupy_sparse(V)) else V,
-                         W=W, H=H)
+    sparse = _is_sparse(V) or _is_cupy_sparse(V) or hasattr(V, "indptr")
+    backend = backend_of(V=V.data if sparse else V, W=W, H=H)
     beta = beta_loss_to_float(beta_loss)
     _dtype, r = _validate(V, W, H, mask, beta, backend)
     if check_input:
@@ -256,9 +266,11 @@ def multiplicative_update(V, W, H, *, beta_loss="frobenius", max_iter=200, tol=1
 
 
 def _has_zero(V) -> bool:
-    if _is_sparse(V) or _is_cupy_sparse(V):
-        return V.nnz < V.shape[0] * V.shape[1] or bool((V.data == 0).any())
-    return bool((V == 0).any())
+    if _is_sparse(V) or _is_cupy_sparse(V) or hasattr(V, "indptr"):
+        _xp, data = _array_module(V.data)
+        return V.nnz < V.shape[0] * V.shape[1] or bool((data == 0).any())
+    _xp, data = _array_module(V)
+    return bool((data == 0).any())
 
 
 def run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_reg_H,
