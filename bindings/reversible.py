@@ -389,8 +389,8 @@ class _Spec:
                 out = torch.empty(qout.shape, dtype=x.dtype, device=dev)
                 _dequantize(qout, fb, out)
                 return out, qout, rng, amp
-            y1 = x1.contiguous().clone()
-            y2 = x2.contiguous().clone()
+            y1 = _contiguous_copy(x1)  # the working buffers: the caller's x is never written
+            y2 = _contiguous_copy(x2)
             for i, blk in enumerate(self.blocks):
                 st_f = _rng_get(dev) if record_rng else None
                 f = self.call(i, "F", blk.F, y2, y1)
@@ -420,10 +420,10 @@ class _Spec:
         index = {id(p): k for k, p in enumerate(params)}
         grads: list = [None] * len(params)
         h1, h2 = saved.chunk(2, dim)
-        a1 = h1.contiguous().clone()  # working activations: y, reconstructed in place into x
-        a2 = h2.contiguous().clone()
+        a1 = _contiguous_copy(h1)  # working activations: y, reconstructed in place into x
+        a2 = _contiguous_copy(h2)
         gdtype = grad_out.dtype
-        g1, g2 = (g.contiguous().clone() for g in grad_out.chunk(2, dim))  # working gradients
+        g1, g2 = (_contiguous_copy(g) for g in grad_out.chunk(2, dim))  # working gradients
         if self.exact:
             s1 = torch.empty(a1.shape, dtype=dtype, device=dev)
             s2 = torch.empty(a2.shape, dtype=dtype, device=dev)
@@ -511,7 +511,7 @@ class _Spec:
 
     def inverse(self, y: Tensor) -> Tensor:
         dim = self.dim_of(y)
-        y1, y2 = (h.contiguous().clone() for h in y.chunk(2, dim))
+        y1, y2 = (_contiguous_copy(h) for h in y.chunk(2, dim))
         dev = y.device
         if self.exact:
             fb = self.frac_bits
@@ -533,6 +533,11 @@ class _Spec:
             self.nonfinite(i, "x2", _couple(y2, self.call(i, "G", blk.G, y1, y2), -1, check=self.check_finite))
             self.nonfinite(i, "x1", _couple(y1, self.call(i, "F", blk.F, y2, y1), -1, check=self.check_finite))
         return torch.cat([y1, y2], dim)
+
+
+def _contiguous_copy(t: Tensor) -> Tensor:
+    """One copy into fresh C-contiguous memory (``.contiguous().clone()`` may copy twice)."""
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
 
 
 def _unique(tensors):
