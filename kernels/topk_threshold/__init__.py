@@ -86,7 +86,8 @@ def topk_threshold(c, k, axis=-1, out=None, return_mask=False, stream=None):
     Notes
     -----
     H_k of Bafna et al. (2018), Algorithm 1 (x <- H_k(F(y - e)), e <- H_t(y - F^-1 x)).
-    The magnitude of a complex entry is ``hypot(re, im)`` evaluated in float64. Ties at the
+    Complex entries are ranked by a float64 key monotone in |z|: re^2 + im^2 for complex64
+    (exact products), ``hypot(re, im)`` for complex128 (no overflow). Ties at the
     k-th magnitude go to the lower index, so the result is deterministic and exactly k
     entries survive per row (``min(k, nnz)`` of them non-zero). Selection is a radix select
     on the magnitude's bit pattern, O(n) per row (see ``cpu.py``); the GPU twin selects with

@@ -1,9 +1,10 @@
 """Launch settings for topk_threshold, in one place so that tests can shrink them.
 
-``CPU_MAX_FIRST_BITS``: widest first radix digit of the CPU select. The first pass histograms
-the top ``b`` bits of every key of a row (sign + exponent + a few mantissa bits), with ``b``
-grown with the row length (about log2(n) - 3, at least 8) so that the histogram
-(2**b int64 = 32 KiB at b = 12) stays in L1 and its scan costs less than the row pass.
+``CPU_FIRST_BITS_32`` / ``CPU_FIRST_BITS_64``: width of the first radix digit of the CPU
+select for float32 keys (31 bits) and 64-bit keys (float64, complex magnitudes). The first
+pass histograms the top bits (exponent + 3 mantissa bits: bins of 1/8 octave), walking and
+clearing only the bins that the row uses, so the crossing bin usually holds a handful of
+candidates, which a guarded quickselect finishes.
 
 ``CUDA_THREADS``: threads per block of the GPU select (one block per row, 256-bin shared
 histogram, 8 bits per pass). Must be a power of two (the block prefix sum assumes it).
@@ -11,7 +12,8 @@ histogram, 8 bits per pass). Must be a power of two (the block prefix sum assume
 ``CUDA_ROW_MAX``: rows longer than this take the multi-block path (``CUDA_BLOCKS_PER_ROW``
 chunks of the row, partial histograms merged in global memory). Tests shrink both.
 """
-CPU_MAX_FIRST_BITS = 12
+CPU_FIRST_BITS_32 = 11
+CPU_FIRST_BITS_64 = 14
 CUDA_THREADS = 256
 CUDA_ROW_MAX = 65536
 CUDA_CHUNK = 16384
