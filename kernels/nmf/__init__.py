@@ -278,6 +278,40 @@ def run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_r
     """scikit-learn's ``_fit_multiplicative_update`` loop over a problem object.
 
     ``final_error``: a list that receives the objective at the returned factors."""
+    with _threads_for(problem, W.shape[-1]):
+        return _run_loop(problem, W, H, max_iter=max_iter, tol=tol, l1_reg_W=l1_reg_W,
+                         l1_reg_H=l1_reg_H, l2_reg_W=l2_reg_W, l2_reg_H=l2_reg_H,
+                         update_H=update_H, callback=callback, final_error=final_error)
+
+
+class _threads_for:
+    """Run small CPU fits on one Numba thread (see ``config.CPU_SERIAL_WORK``)."""
+
+    def __init__(self, problem, r):
+        from . import config
+
+        work = getattr(problem, "work", None)
+        self.serial = work is not None and work * r < config.CPU_SERIAL_WORK
+        self.saved = None
+
+    def __enter__(self):
+        if self.serial:
+            import numba
+
+            self.saved = numba.get_num_threads()
+            numba.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            import numba
+
+            numba.set_num_threads(self.saved)
+        return False
+
+
+def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_reg_H,
+              update_H=True, callback=None, final_error=None):
     Wk, Hk = problem.start(W, H)
     error_at_init = np.float64(problem.error(Wk, Hk))
     previous_error = error_at_init

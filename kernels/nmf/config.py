@@ -9,6 +9,11 @@ once (r x block values of the working set, 32 x 256 x 8 B = 64 KiB).
 ``DENSE_BLOCK_BYTES``: size of the bounded (rows x n) block of ``WH`` used for objective
 evaluations and the sparse general-beta denominators, so that no m x n array is formed.
 
+``CPU_SERIAL_WORK``: below this many multiply-adds per iteration (m n r dense, nnz r
+sparse) a fit runs its Numba kernels on one thread: waking the thread pool costs more than
+the work (measured here: a 20 x 3 update takes 9 us on one thread, 0.2-4 ms on two threads
+of a loaded 2-core machine).
+
 ``CUDA_THREADS``: threads per block of the elementwise / per-row numba.cuda kernels.
 ``CUDA_GEMM_TILE``: tile edge of the fallback numba.cuda GEMM (used without CuPy and under
 the simulator); with CuPy, GEMMs go to cuBLAS.
@@ -17,4 +22,5 @@ CPU_ROW_CHUNK = 64
 CPU_COL_BLOCK = 256
 DENSE_BLOCK_BYTES = 4 << 20
 CUDA_THREADS = 128
+CPU_SERIAL_WORK = 1 << 20
 CUDA_GEMM_TILE = 16

@@ -577,8 +577,10 @@ class DenseProblem:
     """
 
     def __init__(self, X, M, p: Params, r: int):
+        X = np.ascontiguousarray(X)  # one compiled layout (a copy only for strided input)
         self.X, self.M, self.p = X, M, p
         m, n = X.shape
+        self.work = m * n  # multiply-adds per iteration, per component
         dt = X.dtype
         self.has_mask = M is not None
         self.M_arg = M if M is not None else np.empty((1, 1), dt)
@@ -679,6 +681,7 @@ class SparseProblem:
     def __init__(self, X, weights, p: Params, r: int):
         self.p = p
         self.shape = X.shape
+        self.work = X.nnz + X.shape[0] + X.shape[1]
         self.dtype = X.dtype
         self.indptr, self.indices, self.data = X.indptr, X.indices, X.data
         self.has_w = weights is not None
