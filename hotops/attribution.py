@@ -280,8 +280,11 @@ def class_model(model, target, *, steps: int = 200, lr: float = 1.0, l2: float =
 
 # --------------------------------------------------------------------------- CLI
 
+_CLI_MAX_SIDE = 512
+
+
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", type=Path, help="an image file (PNG, JPEG, ...)")
+    p.add_argument("image", type=Path, help="an image file (PNG, JPEG, ...); larger than 512 px: scaled down")
     p.add_argument("--model", type=Path, default=None, metavar="CKPT",
                    help="a checkpoint of hotops train localizer (default: the committed "
                         "hotops/checkpoints/localizer.pt) or of hotops.train_small (SmallCifarNet)")
@@ -295,7 +298,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load_any(path):
-    """(model, meta, fixed input size or None) from a localizer or small_cifar checkpoint."""
+    """(model, meta, fixed input size or None) from a localizer or small_cifar checkpoint
+    (both fully convolutional: no fixed size)."""
     import torch
 
     from hotops.cli import UsageError
@@ -308,9 +312,9 @@ def _load_any(path):
         ckpt = torch.load(path, map_location="cpu", weights_only=True) if path is not None else None
     except Exception as exc:
         raise UsageError(f"--model: cannot read {path} as a torch checkpoint ({exc})") from exc
-    if ckpt is None or (isinstance(ckpt, dict) and "fc_width" in ckpt.get("arch", {})):
-        model, meta = load_localizer(path)
-        return model, meta, tuple(model.arch["input_size"])
+    if ckpt is None or (isinstance(ckpt, dict) and "canvas" in ckpt):
+        model, meta = load_localizer(path)  # fully convolutional: any input size
+        return model, meta, None
     if isinstance(ckpt, dict) and "widths" in ckpt.get("arch", {}):
         from .models.small_cifar import load_small_cifar
 
@@ -338,6 +342,9 @@ def cli_main(args) -> int:
     model, meta, size = _load_any(args.model)
     if size is not None:
         pil = pil.resize((size[1], size[0]), Image.BILINEAR)
+    elif max(pil.size) > _CLI_MAX_SIDE:  # GraphCut time grows with the pixel count
+        scale = _CLI_MAX_SIDE / max(pil.size)
+        pil = pil.resize((max(1, round(pil.size[0] * scale)), max(1, round(pil.size[1] * scale))), Image.BILINEAR)
     rgb = np.asarray(pil, dtype=np.float32) / 255.0
     mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)

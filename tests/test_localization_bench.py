@@ -1,0 +1,93 @@
+"""The localisation benchmark (hotops.loc_bench), its committed checkpoint and ``hotops saliency``."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hotops import loc_bench
+from hotops.loc_bench import CHECKPOINT, box_iou, centred_box, make_canvases
+
+torch = pytest.importorskip("torch")
+
+
+def _digits(n=20):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    imgs = np.stack([np.kron(im, np.ones((3, 3))) for im in d.images[:n]])  # 24x24
+    return (imgs / 16 * 255).astype(np.uint8), d.target[:n]
+
+
+def test_canvases_are_reproducible_and_boxes_tight():
+    digits, labels = _digits()
+    a = make_canvases(digits, labels, 6, seed=3, size=64, scale=(20, 40))
+    b = make_canvases(digits, labels, 6, seed=3, size=64, scale=(20, 40))
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    images, y, boxes = a
+    assert images.shape == (6, 64, 64, 3) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 1
+    assert set(y) <= set(range(10))
+    for x0, y0, x1, y1 in boxes:
+        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+
+
+def test_box_helpers():
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 2, 2), (3, 3, 4, 4)) == 0.0
+    assert centred_box(96, 30, 40) == (33, 28, 63, 68)
+
+
+def test_make_canvases_bad_input():
+    digits, labels = _digits()
+    with pytest.raises(ValueError, match="scale"):
+        make_canvases(digits, labels, 1, scale=(4, 200))
+    with pytest.raises(ValueError, match="labels"):
+        make_canvases(digits, labels[:3], 1)
+
+
+@pytest.mark.skipif(not CHECKPOINT.exists(), reason="train it with: hotops train localizer")
+def test_checkpoint_small_and_evaluates():
+    assert CHECKPOINT.stat().st_size < 2 * 2**20
+    model, meta = loc_bench.load_localizer()
+    assert meta["test_accuracy"] > 0.5 and len(meta["classes"]) == 10
+    digits, labels = _digits(60)
+    digits = np.stack([loc_bench._resize(d.astype(np.float32), 28) for d in digits]).astype(np.uint8)
+    images, y, boxes = make_canvases(digits, labels, 8, seed=1)
+    res = loc_bench.evaluate_localization(model, images, y, boxes, workers=1)
+    assert res["n"] == 8
+    for key in ("saliency + GraphCut", "centred box (mean size)"):
+        assert 0.0 <= res[key]["acc"] <= 1.0 and 0.0 <= res[key]["mean_iou"] <= 1.0
+
+
+@pytest.mark.skipif(not CHECKPOINT.exists(), reason="train it with: hotops train localizer")
+def test_cli_saliency_writes_map_and_box(tmp_path, capsys):
+    from PIL import Image
+
+    from hotops.cli import main
+
+    digits, labels = _digits(30)
+    digits = np.stack([loc_bench._resize(d.astype(np.float32), 28) for d in digits]).astype(np.uint8)
+    images, _, _ = make_canvases(digits, labels, 1, seed=5)
+    path = tmp_path / "canvas.png"
+    Image.fromarray((images[0] * 255).astype(np.uint8)).save(path)
+    assert main(["saliency", str(path), "--target", "3", "--out", str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    assert "box (x0, y0, x1, y1)" in out
+    for suffix in ("_saliency.png", "_box.png"):
+        with Image.open(tmp_path / f"res{suffix}") as im:
+            assert im.size == (96, 96)
+    assert main(["saliency", str(path), "--target", "12"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["saliency", str(tmp_path / "missing.png")]) == 2
+    assert main(["saliency", str(path), "--model", str(tmp_path / "none.pt")]) == 2
+
+
+def test_train_localizer_rejects_bad_options():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    loc_bench.add_train_arguments(p)
+    with pytest.raises(ValueError, match="--epochs"):
+        loc_bench.run_training(p.parse_args(["--epochs", "0"]))
