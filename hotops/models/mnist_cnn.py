@@ -24,7 +24,7 @@ class MnistCNN(nn.Module):
     """conv5x5(1->c1) - ReLU - maxpool2 - conv5x5(c1->c2) - ReLU - maxpool2 - fc(hidden) - ReLU - fc(10).
 
     Inputs are (N, 1, 28, 28) images with pixel values in [0, 1]; outputs are logits.
-    With the defaults (c1=16, c2=32, hidden=64): 46,466 parameters.
+    With the defaults (c1=16, c2=32, hidden=64): 114,314 parameters (0.23 MB as float16).
     """
 
     def __init__(self, c1: int = 16, c2: int = 32, hidden: int = 64, num_classes: int = 10):

@@ -10,8 +10,9 @@ magnitude is found with integer histograms and no float comparison, in O(n) per 
    the bins the row uses are walked and cleared);
 2. the bin where the count from the top crosses k is kept; its members' indices are
    compacted into a scratch list (usually a handful of entries);
-3. a guarded quickselect (three-way partitions, iteration cap ~2 log2 m) finds the
-   threshold among them; past the cap, 8-bit radix digits refine it instead (O(n) always);
+3. a guarded quickselect (three-way partitions, iteration cap ~2 log2 m; weighted for the
+   DFT pairs below) finds the threshold among them; past the cap, 8-bit radix digits
+   refine it instead, so the select is O(n) in every case;
 4. one branch-free output pass writes x where key > T and 0 elsewhere; then the first
    ``rem`` entries with key == T in index order (ties go to the lower index), which the
    increasing candidate list holds, are written.
@@ -41,32 +42,48 @@ def _digit(key, shift, mask):
     return np.int64((key >> U64(shift)) & U64(mask))
 
 
-@numba.njit(cache=True, nogil=True)
-def _quickselect_desc(a, m, r):
-    """The r-th largest (1-based) of a[:m], reordering a; (value, ok).
+@numba.njit(inline="always")
+def _cost(cw, weighted, i):
+    return np.int64(cw[i]) if weighted else np.int64(1)
 
-    Three-way partitions (ties never degrade it) around a median-of-three pivot; ``ok`` is
-    False when the iteration cap (about 2 log2 m) is hit, and the caller falls back to the
-    radix refinement, so the selection stays O(m) (introselect's guard).
+
+@numba.njit(cache=True, nogil=True)
+def _quickselect_break(a, cw, weighted, m, r):
+    """The key where the cost of a[:m] ranked in decreasing order first exceeds r: ``(T, ok)``.
+
+    T satisfies cost(a > T) <= r < cost(a >= T) (costs cw, or 1 each unless ``weighted``);
+    a and cw are reordered together. Three-way partitions (ties never degrade it) around a
+    median-of-three pivot; ``ok`` is False when the iteration cap (about 2 log2 m) is hit,
+    and the caller falls back to the radix refinement, so the selection stays O(m)
+    (introselect's guard).
     """
     lo = 0
-    hi = m  # active range [lo, hi); the answer is its r-th largest
+    hi = m  # active range [lo, hi); the answer lies in it, r counted from its top
     cap = 8
     mm = m
     while mm > 0:
         cap += 2
         mm >>= 1
     for _ in range(cap):
-        if hi - lo <= 16:  # small: selection by repeated maximum
-            for i in range(lo, lo + r):
-                best = i
-                for j in range(i + 1, hi):
-                    if a[j] > a[best]:
-                        best = j
-                t = a[i]
-                a[i] = a[best]
-                a[best] = t
-            return a[lo + r - 1], True
+        if hi - lo <= 16:  # small: insertion sort (descending), then walk the costs
+            for i in range(lo + 1, hi):
+                v = a[i]
+                c = cw[i] if weighted else cw[0]
+                j = i - 1
+                while j >= lo and a[j] < v:
+                    a[j + 1] = a[j]
+                    if weighted:
+                        cw[j + 1] = cw[j]
+                    j -= 1
+                a[j + 1] = v
+                if weighted:
+                    cw[j + 1] = c
+            acc = np.int64(0)
+            for i in range(lo, hi):
+                acc += _cost(cw, weighted, i)
+                if acc > r:
+                    return a[i], True
+            return a[hi - 1], True
         x, y, z = a[lo], a[(lo + hi) // 2], a[hi - 1]
         if x < y:
             x, y = y, x
@@ -79,33 +96,43 @@ def _quickselect_desc(a, m, r):
         gt = lo
         i = lo
         lt = hi
+        w_gt = np.int64(0)
+        w_eq = np.int64(0)
         while i < lt:
             v = a[i]
             if v > pivot:
+                w_gt += _cost(cw, weighted, i)
                 a[i] = a[gt]
                 a[gt] = v
+                if weighted:
+                    t = cw[i]
+                    cw[i] = cw[gt]
+                    cw[gt] = t
                 gt += 1
                 i += 1
             elif v < pivot:
                 lt -= 1
                 a[i] = a[lt]
                 a[lt] = v
+                if weighted:
+                    t = cw[i]
+                    cw[i] = cw[lt]
+                    cw[lt] = t
             else:
+                w_eq += _cost(cw, weighted, i)
                 i += 1
-        n_gt = gt - lo
-        n_eq = lt - gt
-        if r <= n_gt:
+        if r < w_gt:
             hi = gt
-        elif r <= n_gt + n_eq:
+        elif r < w_gt + w_eq:
             return pivot, True
         else:
-            r -= n_gt + n_eq
+            r -= w_gt + w_eq
             lo = lt
     return U64(0), False
 
 
 @numba.njit(cache=True, nogil=True)
-def _radix_select(keys, w, weighted, n, k, nbits, first_bits, hist, cand, ck):
+def _radix_select(keys, w, weighted, n, k, nbits, first_bits, hist, cand, ck, cw):
     """Threshold key T, remaining budget for ties, keep-all flag, ties list: ``(T, rem, all, m)``.
 
     With costs c_j (1 each unless ``weighted``), T is the key of the first entry of the
@@ -114,17 +141,15 @@ def _radix_select(keys, w, weighted, n, k, nbits, first_bits, hist, cand, ck):
     the whole row costs <= k. ``keys < 2**nbits``. ``cand[:m]`` holds, in increasing
     order, indices that include every entry with key == T (the ties, lowest index first).
     """
-    # ``hist`` is all zeros on entry and is left so: only the used range of the first
-    # (wide) digit is walked and cleared, so a wide digit costs O(n + bins used), not 2**b.
+    # ``hist`` is all zeros on entry and is left so: the bins are walked from the row's top
+    # bin down to the crossing one and cleared through the keys, so a wide first digit
+    # costs O(n + bins walked), not 2**b per row.
     b = first_bits
     shift = nbits - b
     nb = 1 << b
-    kmin = keys[0]
     kmax = keys[0]
-    for j in range(n):  # vectorised min/max: the range of bins the row uses
-        kmin = min(kmin, keys[j])
+    for j in range(n):  # vectorised max: the walk down the bins starts at the top one
         kmax = max(kmax, keys[j])
-    dmin = _digit(kmin, shift, nb - 1)
     dmax = _digit(kmax, shift, nb - 1)
     # two interleaved histograms (hist[d], hist[nb + d]) halve the store-to-load chains
     # that repeated bins create
@@ -142,36 +167,37 @@ def _radix_select(keys, w, weighted, n, k, nbits, first_bits, hist, cand, ck):
         if n & 1:
             hist[_digit(keys[n - 1], shift, nb - 1)] += 1
         total = n
-    if total <= k:
-        for dd in range(dmin, dmax + 1):
-            hist[dd] = 0
-            hist[nb + dd] = 0
-        return U64(0), np.int64(0), True, 0
-    acc = np.int64(0)
     d = dmax
-    while acc + hist[d] + hist[nb + d] <= k:
-        acc += hist[d] + hist[nb + d]
-        d -= 1
-    for dd in range(dmin, dmax + 1):
-        hist[dd] = 0
-        hist[nb + dd] = 0
-    # branch-free compaction (measured 10x faster than an if: the branch is unpredictable)
+    acc = np.int64(0)
+    if total > k:
+        while acc + hist[d] + hist[nb + d] <= k:
+            acc += hist[d] + hist[nb + d]
+            d -= 1
+    # one pass restores the zero histogram (O(n) whatever the range of bins) and compacts
+    # the crossing bin's indices, branch-free (an if here measured 10x slower: unpredictable)
     m = 0
     for j in range(n):
+        dg = _digit(keys[j], shift, nb - 1)
+        hist[dg] = 0
+        hist[nb + dg] = 0
         cand[m] = j
-        m += np.int64(_digit(keys[j], shift, nb - 1) == d)
+        m += np.int64(dg == d)
+    if total <= k:
+        return U64(0), np.int64(0), True, 0
     prefix = U64(d)
     rem = k - acc
-    if not weighted:
-        # count-based: finish on the candidates' keys with a guarded quickselect
-        for i in range(m):
-            ck[i] = keys[cand[i]]
-        t_key, ok = _quickselect_desc(ck, m, rem + 1)  # T: the first entry that no longer fits
-        if ok:
-            n_gt = 0
-            for i in range(m):
-                n_gt += np.int64(ck[i] > t_key)
-            return t_key, rem - n_gt, False, m
+    # finish on the candidates with a guarded (weighted) quickselect
+    for i in range(m):
+        j = cand[i]
+        ck[i] = keys[j]
+        if weighted:
+            cw[i] = w[j]
+    t_key, ok = _quickselect_break(ck, cw, weighted, m, rem)
+    if ok:
+        for i in range(m):  # ck/cw were permuted together: the multiset is unchanged
+            if ck[i] > t_key:
+                rem -= _cost(cw, weighted, i)
+        return t_key, rem, False, m
     while shift > 0:
         b = 8 if shift >= 8 else shift
         shift -= b
@@ -252,7 +278,7 @@ def _real_task(x, bits, out, mask, want_mask, k, nbits, first_bits, absmask, bad
         if nonfinite:
             bad[r] = 1
             continue
-        t_key, rem, keep_all, m = _radix_select(keys, w, False, n, k, nbits, first_bits, hist, cand, ck)
+        t_key, rem, keep_all, m = _radix_select(keys, w, False, n, k, nbits, first_bits, hist, cand, ck, w)
         xr = x[r]
         _write_row(xr, keys, out[r], mask[r] if want_mask else mask[0], want_mask, t_key, rem, keep_all, xr[0] * 0,
                    cand, m)
@@ -296,7 +322,7 @@ def _complex_task(x, out, mask, want_mask, k, first_bits, bad, lo, hi, exact_squ
         if nonfinite:
             bad[r] = 1
             continue
-        t_key, rem, keep_all, m = _radix_select(keys, w, False, n, k, 63, first_bits, hist, cand, ck)
+        t_key, rem, keep_all, m = _radix_select(keys, w, False, n, k, 63, first_bits, hist, cand, ck, w)
         _write_row(xr, keys, out[r], mask[r] if want_mask else mask[0], want_mask, t_key, rem, keep_all, xr[0] * 0,
                    cand, m)
 
@@ -317,7 +343,8 @@ def _hermitian_task(x, partner, out, mask, k, first_bits, bad, lo, hi, exact_squ
     keys = mag.view(np.uint64)
     w = np.empty(m, np.uint8)
     cand = np.empty(m, np.int64)
-    ck = np.empty(1, np.uint64)
+    ck = np.empty(m, np.uint64)
+    cw = np.empty(m, np.uint8)
     hist = np.zeros(2 << max(first_bits, 8), np.int64)
     for j in range(m):
         p = partner[j]
@@ -332,7 +359,7 @@ def _hermitian_task(x, partner, out, mask, k, first_bits, bad, lo, hi, exact_squ
         if nonfinite:
             bad[r] = 1
             continue
-        t_key, rem, keep_all, _m = _radix_select(keys, w, True, m, k, 63, first_bits, hist, cand, ck)
+        t_key, rem, keep_all, _m = _radix_select(keys, w, True, m, k, 63, first_bits, hist, cand, ck, cw)
         orow = out[r]
         mrow = mask[r]
         zero = xr[0] * 0
