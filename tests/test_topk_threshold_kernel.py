@@ -114,6 +114,10 @@ def test_out_and_in_place_cpu(rng):
     same = c.copy()
     assert topk_threshold(same, 6, out=same) is same
     np.testing.assert_array_equal(same, ref_out)
+    ties = np.array([[2.0, -2.0, 1.0, 2.0, -2.0], [5.0, 5.0, 5.0, 5.0, 5.0]], np.float32)
+    expected = reference.topk_threshold(ties, 2)[0]
+    assert topk_threshold(ties, 2, out=ties) is ties  # in place with ties at the threshold
+    np.testing.assert_array_equal(ties, expected)
     t = np.asfortranarray(c)  # out not C-contiguous: written through a temporary
     o = np.zeros_like(t)
     topk_threshold(t, 2, axis=0, out=o)

@@ -13,9 +13,9 @@ magnitude is found with integer histograms and no float comparison, in O(n) per 
 3. a guarded quickselect (three-way partitions, iteration cap ~2 log2 m; weighted for the
    DFT pairs below) finds the threshold among them; past the cap, 8-bit radix digits
    refine it instead, so the select is O(n) in every case;
-4. one branch-free output pass writes x where key > T and 0 elsewhere; then the first
-   ``rem`` entries with key == T in index order (ties go to the lower index), which the
-   increasing candidate list holds, are written.
+4. one branch-free output pass writes x where key >= T and 0 elsewhere; then the ties
+   (key == T) beyond the first ``rem`` in index order, which the increasing candidate list
+   holds, are zeroed (ties go to the lower index).
 
 Rows run in parallel: the rows are split into a few contiguous tasks per thread, and each
 task allocates its scratch (keys, candidate list, histogram) once, not once per row.
@@ -226,7 +226,7 @@ def _radix_select(keys, w, weighted, n, k, nbits, first_bits, hist, cand, ck, cw
 
 @numba.njit(inline="always")
 def _write_row(xr, keys, orow, mrow, want_mask, t_key, rem, keep_all, zero, cand, m):
-    # out = x where key > T (a branch-free, vectorisable pass), then the first ``rem`` ties
+    # out = x where key > T (a branch-free, vectorisable pass) and the first ``rem`` ties
     # (key == T) in index order, found in the increasing candidate list cand[:m].
     if keep_all:
         for j in range(xr.shape[0]):
@@ -234,20 +234,21 @@ def _write_row(xr, keys, orow, mrow, want_mask, t_key, rem, keep_all, zero, cand
             if want_mask:
                 mrow[j] = True
         return
+    # keep key >= T first (out may be x itself: a tie must not be zeroed before it is read)
     for j in range(xr.shape[0]):
-        keep = keys[j] > t_key
+        keep = keys[j] >= t_key
         orow[j] = xr[j] if keep else zero
         if want_mask:
             mrow[j] = keep
-    i = 0
-    while rem > 0 and i < m:
+    for i in range(m):  # then drop the ties beyond the first ``rem`` (index order)
         j = cand[i]
         if keys[j] == t_key:
-            orow[j] = xr[j]
-            if want_mask:
-                mrow[j] = True
-            rem -= 1
-        i += 1
+            if rem > 0:
+                rem -= 1
+            else:
+                orow[j] = zero
+                if want_mask:
+                    mrow[j] = False
 
 
 @numba.njit(inline="always")
