@@ -137,8 +137,9 @@ def _component_log_prob(x, means, covs):
     out = np.empty((p, means.shape[0]))
     for k in range(means.shape[0]):
         chol = np.linalg.cholesky(covs[k])
-        z = np.linalg.solve(chol, (x - means[k]).T)  # (D, P)
-        out[:, k] = -0.5 * np.einsum("ij,ij->j", z, z) - np.log(np.diag(chol)).sum() - 0.5 * d * math.log(2 * math.pi)
+        inv_t = np.linalg.inv(chol).T  # (D, D): z = (x - mu) L^-T is one small matmul
+        z = (x - means[k]) @ inv_t
+        out[:, k] = -0.5 * np.einsum("ij,ij->i", z, z) - np.log(np.diag(chol)).sum() - 0.5 * d * math.log(2 * math.pi)
     return out
 
 
