@@ -113,3 +113,22 @@ def test_prepare_parameters_normalises():
     mu, inv_chol, log_const = gmm.prepare_parameters([2.0, 2.0], np.zeros((2, 1)), np.ones((2, 1, 1)) * 4.0)
     np.testing.assert_allclose(inv_chol[:, 0, 0], 0.5)
     np.testing.assert_allclose(log_const, np.log(0.5) - 0.5 * np.log(2 * np.pi) - np.log(2.0))
+
+
+def test_property_single_gaussian_matches_scipy():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from scipy.stats import multivariate_normal
+
+    @settings(max_examples=15, deadline=None)
+    @given(d=st.integers(1, 4), seed=st.integers(0, 2**16))
+    def check(d, seed):
+        rng = np.random.default_rng(seed)
+        a = rng.normal(size=(d, d))
+        cov = a @ a.T + 0.1 * np.eye(d)
+        mu = rng.normal(size=d)
+        x = rng.normal(size=(9, d)) * 3
+        got = gmm_log_likelihood(x, [1.0], mu[None], cov[None])
+        np.testing.assert_allclose(got, multivariate_normal(mu, cov).logpdf(x).reshape(-1), rtol=1e-9, atol=1e-9)
+
+    check()

@@ -162,3 +162,22 @@ def test_bad_types():
         hotops.localize(img.tolist(), sal)
     with pytest.raises(TypeError, match="uint8 or floating point"):
         hotops.localize(img.astype(np.int32), sal)
+
+
+def test_property_random_inputs_give_consistent_mask_and_box():
+    """Any finite image and non-constant map, any size >= 2x2: no crash, the box is the mask's."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=12, deadline=None)
+    @given(h=st.integers(2, 12), w=st.integers(2, 12), seed=st.integers(0, 2**16), gray=st.booleans())
+    def check(h, w, seed, gray):
+        rng = np.random.default_rng(seed)
+        img = rng.random((h, w) if gray else (h, w, 3))
+        sal = rng.random((h, w))
+        mask, (x0, y0, x1, y1) = hotops.localize(img, sal)
+        assert mask.any()
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        assert (x0, y0, x1, y1) == (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+
+    check()
