@@ -205,12 +205,11 @@ def _select_cuda(C, k, transform, sizes, real_fft, stream):
         rep = (part < 0) | (part >= idx)
         cost = cupy.where(part < 0, 2, cupy.where(part == idx, 1, cupy.where(part > idx, 2, 0)))
         mag = cupy.where(rep[None, :], cupy.abs(C2), -1.0)
-        order = cupy.argsort(-mag, axis=1, kind="stable") if "kind" in cupy.argsort.__code__.co_varnames \
-            else cupy.argsort(-mag, axis=1)
+        order = cupy.argsort(-mag, axis=1)  # CuPy's sort is stable: ties keep the lower index
         csum = cupy.cumsum(cost[order], axis=1)
         keep_sorted = (csum <= k) & (cupy.take_along_axis(mag, order, axis=1) >= 0)
         mask2 = cupy.zeros(C2.shape, dtype=bool)
-        cupy.put_along_axis(mask2, order, keep_sorted, axis=1)
+        mask2[cupy.arange(C2.shape[0])[:, None], order] = keep_sorted
         nonrep = ~rep
         mask2[:, nonrep] = mask2[:, part[nonrep]]
         out2 = cupy.where(mask2, C2, 0)
@@ -379,7 +378,7 @@ def iht(y, k, t, n_iter=20, tol=1e-6, transform="dct", axes=(-2, -1), *, return_
     d = len(sizes)
     y2 = xp.ascontiguousarray(ym.reshape(-1, *sizes))
     b = y2.shape[0]
-    if xp is np and b and not np.isfinite(y2).all():
+    if b and not bool(xp.isfinite(y2).all()):
         raise ValueError("y must be finite (it holds NaN or inf)")
     x_hat = xp.zeros_like(y2)
     e_hat = xp.zeros_like(y2)
@@ -389,8 +388,9 @@ def iht(y, k, t, n_iter=20, tol=1e-6, transform="dct", axes=(-2, -1), *, return_
     for _p in range(n_iter):
         if active.size == 0:
             break
-        ya = y2[active] if active.size < b else y2
-        xa = x_hat[active] if active.size < b else x_hat
+        idx = active if xp is np else xp.asarray(active)
+        ya = y2[idx] if active.size < b else y2
+        xa = x_hat[idx] if active.size < b else x_hat
         r = (ya - xa).reshape(active.size, n)
         e_new = topk_threshold(r, t, out=r).reshape(ya.shape)  # H_t in pixel space
         C = _forward(ya - e_new, transform, d, w, real_fft)
@@ -398,8 +398,8 @@ def iht(y, k, t, n_iter=20, tol=1e-6, transform="dct", axes=(-2, -1), *, return_
         x_new = _inverse(C, transform, sizes, w, real_fft, y2.dtype)
         change = xp.sqrt(((x_new - xa) ** 2).reshape(active.size, n).sum(1))
         norm = xp.sqrt((x_new ** 2).reshape(active.size, n).sum(1))
-        x_hat[active] = x_new
-        e_hat[active] = e_new
+        x_hat[idx] = x_new
+        e_hat[idx] = e_new
         iters[active] += 1
         done = change <= tol * norm
         done = done.get() if hasattr(done, "get") else np.asarray(done)
