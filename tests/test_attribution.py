@@ -89,7 +89,7 @@ def test_functional_relu_difference_from_captum(data, method):
     assert (ours - plain).abs().max() > 1e-6  # and it changes the map
 
 
-@pytest.mark.parametrize("batching", ["replicate", "vmap"])
+@pytest.mark.parametrize("batching", ["replicate", "vmap", "loop"])
 @pytest.mark.parametrize("method", ["gradient", "guided", "deconvnet"])
 def test_multi_target_equals_per_target(data, method, batching):
     net, (x, _) = _module_net(), data
@@ -106,7 +106,8 @@ def test_multi_target_runs_one_forward(data):
     net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     hotops.saliency(net, x, torch.zeros(4, 7, dtype=torch.long), batching="vmap")
     hotops.saliency(net, x, torch.zeros(4, 7, dtype=torch.long), batching="replicate")
-    assert calls == [4, 28]
+    hotops.saliency(net, x, torch.zeros(4, 7, dtype=torch.long), batching="loop")
+    assert calls == [4, 28, 4]
 
 
 def test_target_forms(data):
@@ -152,7 +153,7 @@ def test_bad_model_output_and_inputs(data):
     with pytest.raises(TypeError, match="torch.Tensor"):
         hotops.saliency(net, x.numpy(), t)
     with pytest.raises(ValueError, match="batching"):
-        hotops.saliency(net, x, t, batching="loop")
+        hotops.saliency(net, x, t, batching="chunks")
 
 
 # ---------------------------------------------------------------------- class model
