@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import reference
-from _support import Backend, needs_cuda_kernels
+from _support import Backend, needs_cuda_kernels, needs_gpu
 from hotops.kernels import simulator_enabled
 from hotops.kernels import topk_threshold as tk
 from hotops.kernels.topk_threshold import config, cpu, topk_threshold
@@ -220,3 +220,34 @@ def test_hermitian_partner_table():
     assert (part[half[:, 1:3].ravel()] == -1).all()
     odd = tk.hermitian_partner((5,))  # 1-D odd length: only the zero frequency self-pairs
     np.testing.assert_array_equal(odd, [0, -1, -1])
+
+
+# --------------------------------------------------------------------------- real GPU
+
+@needs_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,k", [((256, 784), 40), ((8, 50176), 5000), ((4, 200_000), 777)])
+def test_cupy_matches_cpu_on_gpu(shape, k):
+    cupy = pytest.importorskip("cupy")
+    rng = np.random.default_rng(0)
+    for dtype in REAL:
+        c = np.round(rng.standard_normal(shape) * 8).astype(dtype)  # many ties
+        out, mask = topk_threshold(cupy.asarray(c), k, return_mask=True)  # > 64K: multi-block
+        ref_out, ref_mask = topk_threshold(c, k, return_mask=True)
+        np.testing.assert_array_equal(cupy.asnumpy(mask), ref_mask)
+        np.testing.assert_array_equal(cupy.asnumpy(out), ref_out)
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_cupy_sparse_project_and_iht_on_gpu():
+    cupy = pytest.importorskip("cupy")
+    from hotops.sparse_fourier import iht, sparse_project
+
+    x = np.random.default_rng(1).standard_normal((64, 28, 28))
+    for transform in ("dct", "fft"):
+        np.testing.assert_allclose(cupy.asnumpy(sparse_project(cupy.asarray(x), 40, transform)),
+                                   sparse_project(x, 40, transform), atol=1e-9)
+    xh, eh = iht(cupy.asarray(x), 40, 20, n_iter=5)
+    xr, er = iht(x, 40, 20, n_iter=5)
+    np.testing.assert_allclose(cupy.asnumpy(xh), xr, atol=1e-9)
