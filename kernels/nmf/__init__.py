@@ -329,9 +329,10 @@ def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_
             if stop:
                 break
             previous_error = error
+    problem.release()
     if final_error is not None:
         final_error.append(float(problem.error(Wk, Hk)))
-    Wf, Hf = problem.factors(Wk, Hk)
+    Wf, Hf = problem.factors(Wk, Hk, H)
     if Hf is not H:
         H[...] = Hf
     if Wf is not W:

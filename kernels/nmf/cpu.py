@@ -666,8 +666,11 @@ class DenseProblem:
     def start(self, W, H):
         return W, H
 
-    def factors(self, W, H):
+    def factors(self, W, H, H_out=None):
         return W, H
+
+    def release(self):
+        pass
 
 
 class SparseProblem:
@@ -710,8 +713,16 @@ class SparseProblem:
     def start(self, W, H):
         return W, np.ascontiguousarray(H.T)
 
-    def factors(self, W, Ht):
+    def factors(self, W, Ht, H_out=None):
+        """H from the working H^T, written into ``H_out`` when given (no new r x n array)."""
+        if H_out is not None:
+            H_out[...] = Ht.T
+            return W, H_out
         return W, np.ascontiguousarray(Ht.T)
+
+    def release(self):
+        """Drop the CSC copy once the updates are done (the objective needs only CSR)."""
+        self.c_indptr = self.c_indices = self.c_data = self.c_w = None
 
     def _run(self, side, F, G, gram, s, D, den_mode, l1, l2, z):
         p = self.p

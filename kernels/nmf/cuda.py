@@ -478,8 +478,11 @@ class CudaDenseProblem:
     def start(self, W, H):
         return W, H
 
-    def factors(self, W, H):
+    def factors(self, W, H, H_out=None):
         return W, H
+
+    def release(self):
+        pass
 
     def _update(self, F, num, D, s, den_mode, vec_axis, l1, l2, z):
         p = self.p
@@ -577,10 +580,13 @@ class CudaSparseProblem:
         _transpose_into(self.dev, H, Ht)
         return W, Ht
 
-    def factors(self, W, Ht):
-        H = self.dev.empty((Ht.shape[1], Ht.shape[0]), self.dtype)
+    def factors(self, W, Ht, H_out=None):
+        H = H_out if H_out is not None else self.dev.empty((Ht.shape[1], Ht.shape[0]), self.dtype)
         _transpose_into(self.dev, Ht, H)
         return W, H
+
+    def release(self):
+        self.c_indptr = self.c_indices = self.c_data = None
 
     def _run(self, side, F, G, gram, s, D, den_mode, l1, l2, z):
         p = self.p
