@@ -278,7 +278,7 @@ def run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_r
     """scikit-learn's ``_fit_multiplicative_update`` loop over a problem object.
 
     ``final_error``: a list that receives the objective at the returned factors."""
-    with _threads_for(problem, W.shape[-1]):
+    with _threads_for(problem, W.shape[1]):
         return _run_loop(problem, W, H, max_iter=max_iter, tol=tol, l1_reg_W=l1_reg_W,
                          l1_reg_H=l1_reg_H, l2_reg_W=l2_reg_W, l2_reg_H=l2_reg_H,
                          update_H=update_H, callback=callback, final_error=final_error)
