@@ -236,19 +236,23 @@ def evaluate_defense(normal, topk, k: int, x: np.ndarray, labels: np.ndarray, t_
     * ``normal CNN adv -> IHT -> top-k CNN``: the same adversarial images, defended;
     * ``top-k CNN on H_k(y)``: the top-k model on the top-k projection of the input; greedy
       attacks computed through the projection (``hotops.bindings.sparse_project``);
-    * ``top-k CNN adv -> IHT -> top-k CNN``: those adversarial images, defended.
+    * ``top-k CNN adv -> IHT -> top-k CNN``: those adversarial images, defended;
+    * ``IHT -> top-k CNN, adaptive (BPDA) greedy``: greedy attacks computed on the defended
+      pipeline itself, IHT's gradient taken as the identity (BPDA, Athalye et al. 2018;
+      ``IHTDefense(straight_through=True)``).
 
-    The attacks see the classifier (and the projection) but not IHT. Random attacks are
-    the same images for every row.
+    The attacks of rows 1-4 see the classifier (and the projection) but not IHT. Random
+    attacks are the same images for every row.
     """
     import torch
     from tqdm.auto import tqdm
 
+    from .bindings.topk_threshold import IHTDefense
     from .bindings.topk_threshold import sparse_project as torch_project
     from .sparse_fourier import iht
 
     labels = np.asarray(labels)
-    bar = tqdm(total=4 + len(random_ts), desc="evaluate", disable=not progress)
+    bar = tqdm(total=5 + len(random_ts), desc="evaluate", disable=not progress)
 
     def acc(pred):
         return float((pred == labels).mean())
@@ -264,12 +268,14 @@ def evaluate_defense(normal, topk, k: int, x: np.ndarray, labels: np.ndarray, t_
         return topk(torch_project(xv, k, "dct"))
 
     cols = ["clean"] + [f"greedy t={t}" for t in greedy_ts] + [f"random t={t}" for t in random_ts]
+    adaptive = "IHT -> top-k CNN, adaptive (BPDA) greedy"
     rows = {name: {} for name in ("normal CNN", "normal CNN adv -> IHT -> top-k CNN",
-                                  "top-k CNN on H_k(y)", "top-k CNN adv -> IHT -> top-k CNN")}
+                                  "top-k CNN on H_k(y)", "top-k CNN adv -> IHT -> top-k CNN", adaptive)}
     rows["normal CNN"]["clean"] = acc(predict(normal, x))
     rows["normal CNN adv -> IHT -> top-k CNN"]["clean"] = acc(defended(x))
     rows["top-k CNN on H_k(y)"]["clean"] = acc(topk_on_projection(x))
     rows["top-k CNN adv -> IHT -> top-k CNN"]["clean"] = rows["normal CNN adv -> IHT -> top-k CNN"]["clean"]
+    rows[adaptive]["clean"] = rows["normal CNN adv -> IHT -> top-k CNN"]["clean"]
     bar.update(1)
     adv_n = greedy_l0_attack(normal, x, labels, greedy_ts)
     bar.update(1)
@@ -282,6 +288,11 @@ def evaluate_defense(normal, topk, k: int, x: np.ndarray, labels: np.ndarray, t_
         rows["top-k CNN on H_k(y)"][c] = acc(topk_on_projection(adv_k[t]))
         rows["top-k CNN adv -> IHT -> top-k CNN"][c] = acc(defended(adv_k[t]))
     bar.update(1)
+    bpda = IHTDefense(topk, k, t_defense, n_iter=n_iter, straight_through=True)
+    adv_a = greedy_l0_attack(bpda, x, labels, greedy_ts)
+    for t in greedy_ts:
+        rows[adaptive][f"greedy t={t}"] = acc(defended(adv_a[t]))
+    bar.update(1)
     for i, t in enumerate(random_ts):
         c = f"random t={t}"
         adv = random_pixel_attack(x, t, seed=seed + i)
@@ -290,6 +301,7 @@ def evaluate_defense(normal, topk, k: int, x: np.ndarray, labels: np.ndarray, t_
         rows["normal CNN adv -> IHT -> top-k CNN"][c] = d
         rows["top-k CNN on H_k(y)"][c] = acc(topk_on_projection(adv))
         rows["top-k CNN adv -> IHT -> top-k CNN"][c] = d
+        rows[adaptive][c] = d
         bar.update(1)
     bar.close()
     return {"columns": cols, "rows": rows, "n_images": int(len(x)), "k": int(k), "t_defense": int(t_defense),
