@@ -132,13 +132,13 @@ def _quickselect_break(a, cw, weighted, m, r):
 
 
 @numba.njit(cache=True, nogil=True)
-def _radix_select(keys, w, weighted, n, k, nbits, first_bits, hist, cand, ck, cw):
+def _radix_select(keys, kmax, w, weighted, n, k, nbits, first_bits, hist, cand, ck, cw):
     """Threshold key T, remaining budget for ties, keep-all flag, ties list: ``(T, rem, all, m)``.
 
     With costs c_j (1 each unless ``weighted``), T is the key of the first entry of the
     ranking (key descending, index ascending) whose cost no longer fits into k:
     cost(key > T) <= k < cost(key >= T), and ``rem = k - cost(key > T)``. ``keep_all`` when
-    the whole row costs <= k. ``keys < 2**nbits``. ``cand[:m]`` holds, in increasing
+    the whole row costs <= k. ``keys < 2**nbits``; ``kmax`` is their maximum. ``cand[:m]`` holds, in increasing
     order, indices that include every entry with key == T (the ties, lowest index first).
     """
     # ``hist`` is all zeros on entry and is left so: the bins are walked from the row's top
@@ -147,10 +147,7 @@ def _radix_select(keys, w, weighted, n, k, nbits, first_bits, hist, cand, ck, cw
     b = first_bits
     shift = nbits - b
     nb = 1 << b
-    kmax = keys[0]
-    for j in range(n):  # vectorised max: the walk down the bins starts at the top one
-        kmax = max(kmax, keys[j])
-    dmax = _digit(kmax, shift, nb - 1)
+    dmax = _digit(kmax, shift, nb - 1)  # the walk down the bins starts at the row's top one
     # two interleaved histograms (hist[d], hist[nb + d]) halve the store-to-load chains
     # that repeated bins create
     total = 0
@@ -271,15 +268,15 @@ def _real_task(x, bits, out, mask, want_mask, k, nbits, first_bits, absmask, bad
     w = np.empty(1, np.uint8)
     for r in range(lo, hi):
         br = bits[r]
-        nonfinite = False
-        for j in range(n):
+        kmax = U64(0)
+        for j in range(n):  # vectorised: keys, and their maximum (NaN/inf keys are the largest)
             kv = U64(br[j] & absmask)
             keys[j] = kv
-            nonfinite |= kv >= bad_key
-        if nonfinite:
+            kmax = max(kmax, kv)
+        if kmax >= bad_key:
             bad[r] = 1
             continue
-        t_key, rem, keep_all, m = _radix_select(keys, w, False, n, k, nbits, first_bits, hist, cand, ck, w)
+        t_key, rem, keep_all, m = _radix_select(keys, kmax, w, False, n, k, nbits, first_bits, hist, cand, ck, w)
         xr = x[r]
         _write_row(xr, keys, out[r], mask[r] if want_mask else mask[0], want_mask, t_key, rem, keep_all, xr[0] * 0,
                    cand, m)
@@ -317,13 +314,13 @@ def _complex_task(x, out, mask, want_mask, k, first_bits, bad, lo, hi, exact_squ
         xr = x[r]
         for j in range(n):
             mag[j] = _complex_key(xr[j], exact_square)
-        nonfinite = False
+        kmax = U64(0)
         for j in range(n):
-            nonfinite |= keys[j] >= bad_key
-        if nonfinite:
+            kmax = max(kmax, keys[j])
+        if kmax >= bad_key:  # NaN and inf magnitudes have the largest bit patterns
             bad[r] = 1
             continue
-        t_key, rem, keep_all, m = _radix_select(keys, w, False, n, k, 63, first_bits, hist, cand, ck, w)
+        t_key, rem, keep_all, m = _radix_select(keys, kmax, w, False, n, k, 63, first_bits, hist, cand, ck, w)
         _write_row(xr, keys, out[r], mask[r] if want_mask else mask[0], want_mask, t_key, rem, keep_all, xr[0] * 0,
                    cand, m)
 
@@ -360,7 +357,10 @@ def _hermitian_task(x, partner, out, mask, k, first_bits, bad, lo, hi, exact_squ
         if nonfinite:
             bad[r] = 1
             continue
-        t_key, rem, keep_all, _m = _radix_select(keys, w, True, m, k, 63, first_bits, hist, cand, ck, cw)
+        kmax = U64(0)
+        for j in range(m):
+            kmax = max(kmax, keys[j])
+        t_key, rem, keep_all, _m = _radix_select(keys, kmax, w, True, m, k, 63, first_bits, hist, cand, ck, cw)
         orow = out[r]
         mrow = mask[r]
         zero = xr[0] * 0
