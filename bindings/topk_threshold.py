@@ -32,6 +32,9 @@ from ._interop import check_tensor, from_kernel, stream_of, to_kernel
 __all__ = ["SparseProjection", "sparse_project", "sparse_project_with_mask", "IHTDefense"]
 
 _DTYPES = (torch.float32, torch.float64)
+# Half precisions (autocast) are projected in float32 and rounded back: the transforms
+# have no half-precision kernels on the CPU.
+_HALF = (torch.float16, torch.bfloat16)
 _TRANSFORMS = ("dct", "fft")
 
 
@@ -57,7 +60,7 @@ def _norm_axes(axes, ndim: int) -> list[int]:
 
 
 def _validate(x, k, transform, axes) -> list[int]:
-    check_tensor("x", x, dtypes=_DTYPES)
+    check_tensor("x", x, dtypes=_DTYPES + _HALF)
     if x.device.type not in ("cpu", "cuda"):
         raise TypeError(f"x must be on a CPU or CUDA device, got {x.device}")
     if transform not in _TRANSFORMS:
@@ -104,17 +107,19 @@ def _on_stream(x: Tensor):
 def _forward_impl(x: Tensor, k: int, transform: str, axes) -> tuple[Tensor, Tensor]:
     from hotops.sparse_fourier import sparse_project as _project
 
+    xin = x.float() if x.dtype in _HALF else x
     with _on_stream(x):
-        y, mask = _project(to_kernel(x), k, transform, tuple(axes), return_mask=True)
-    return from_kernel(y, x.device), from_kernel(mask, x.device)
+        y, mask = _project(to_kernel(xin), k, transform, tuple(axes), return_mask=True)
+    return from_kernel(y, x.device).to(x.dtype), from_kernel(mask, x.device)
 
 
 def _masked_impl(g: Tensor, mask: Tensor, transform: str, axes) -> Tensor:
     from hotops.sparse_fourier import project_with_mask
 
+    gin = g.float() if g.dtype in _HALF else g
     with _on_stream(g):
-        y = project_with_mask(to_kernel(g.contiguous()), to_kernel(mask), transform, tuple(axes))
-    return from_kernel(y, g.device)
+        y = project_with_mask(to_kernel(gin.contiguous()), to_kernel(mask), transform, tuple(axes))
+    return from_kernel(y, g.device).to(g.dtype)
 
 
 @torch.library.custom_op("hotops::sparse_project", mutates_args=())
@@ -191,7 +196,8 @@ def sparse_project(x: Tensor, k: int, transform: str = "dct", axes=(-2, -1)) -> 
     """Differentiable top-k projection of x over ``axes`` (batched over the other axes).
 
     See :func:`hotops.sparse_project` for k's convention with the DFT (conjugate pairs
-    count 2 and are kept together). CPU and CUDA tensors, float32/float64.
+    count 2 and are kept together). CPU and CUDA tensors, float32/float64; float16 and
+    bfloat16 (autocast) are projected in float32 and rounded back once.
     """
     ax = _validate(x, k, transform, axes)
     if torch.compiler.is_compiling():

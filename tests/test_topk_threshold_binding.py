@@ -98,3 +98,15 @@ def test_cuda_matches_cpu(transform):
     y_cpu = hb.sparse_project(x, 40, transform)
     y_gpu = hb.sparse_project(x.cuda(), 40, transform)
     torch.testing.assert_close(y_gpu.cpu(), y_cpu, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_runs_in_float32(dtype):
+    torch.manual_seed(2)
+    x = torch.randn(3, 8, 8).to(dtype).requires_grad_(True)
+    y = hb.sparse_project(x, 9, "dct")
+    assert y.dtype == dtype
+    ref = hb.sparse_project(x.detach().float(), 9, "dct")
+    torch.testing.assert_close(y.float(), ref.to(dtype).float())  # fp32 result, rounded once
+    (g,) = torch.autograd.grad(y.float().sum(), x)
+    assert g.dtype == dtype and torch.isfinite(g.float()).all()
