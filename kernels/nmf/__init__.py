@@ -157,6 +157,9 @@ def _cpu_problem(V, mask, beta, r):
         import scipy.sparse as sp
 
         X = V.tocsr() if V.format != "csr" else V
+        if not X.has_canonical_format:  # duplicates would be fitted as separate entries
+            X = X.copy() if X is V else X
+            X.sum_duplicates()
         weights = None
         if mask is not None:
             Mc = sp.csr_matrix(mask) if not sp.issparse(mask) else mask.tocsr()
