@@ -6,9 +6,9 @@ that every row runs exactly the stated number of iterations; each timed call is 
 
 * ``nmf sparse-KL 20000x10000 nnz1M r32 float64 x3it cpu``: Poisson counts, 1M non-zeros.
   Rows ``hotops`` (``hotops.NMF``), *``sklearn``* (``NMF(solver='mu', init='custom')``).
-  ``extra_info["peak_MiB"]``: peak of Python-visible allocations during one 3-iteration
-  fit, by ``tracemalloc`` (numpy and scipy buffers; Numba's own small per-task buffers and
-  the (m, 4) objective partials are not seen by tracemalloc).
+  ``extra_info["peak_MiB"]``: peak of the allocations during one 3-iteration fit, by
+  ``tracemalloc`` (it sees numpy's, scipy's and Numba's allocations; the input matrix,
+  made before, is not counted).
 * ``nmf dense-Frobenius 2000x1500 r32 {float32,float64} x10it cpu``: rows ``hotops``,
   *``sklearn``*, and *``gemms``*: the two GEMMs of each iteration (V H^T and W^T V),
   10 times: the yardstick for "at most 1.05x its two GEMMs".
