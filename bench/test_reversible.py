@@ -17,10 +17,10 @@ Questions, one group each, all implementations on the SAME F/G modules and input
   downsampling units store their activations in every row.
 
 A step is forward, cross-entropy, backward (gradients set to None before each step; no
-optimizer update). ``extra_info``: ``saved_bytes`` -- bytes saved for backward in one step,
-counted with ``torch.autograd.graph.saved_tensors_hooks`` (parameters excluded; memcnn keeps
-its tensors as autograd-context attributes, which the hooks do not see, so its count is
-only the non-reversible part); for the coupling group also ``saved_bytes_by_depth`` (the
+optimizer update). ``extra_info``: ``saved_bytes`` -- bytes kept for backward after one
+forward, counted with ``torch.autograd.graph.saved_tensors_hooks`` plus the tensors custom
+autograd Functions hold as context attributes (memcnn's outputs, RNG states), parameters
+excluded, each storage once; for the coupling group also ``saved_bytes_by_depth`` (the
 same count for 1..32 blocks at 16 channels, 16x16, batch 8); on CUDA ``max_memory_allocated``
 (peak bytes during one step, which sees every allocation). The issue's target: hotops at
 most 1.35x the stored network (ideal 4/3). No speed assertions here: bench/report.py
@@ -161,8 +161,7 @@ def _step(model, x, target):
 def _saved_bytes(fn) -> int:
     with saved_tensor_bytes() as s:
         out = fn()
-    del out
-    return s["bytes"]
+    return s["count_graph"](out)  # + tensors held as autograd-context attributes (memcnn, RNG states)
 
 
 def _cuda_peak(device, fn) -> int | None:
@@ -204,8 +203,7 @@ def test_coupling_stage_step(bench, benchmark, device, impl):
           group=f"{OP} coupling stage, 18 blocks, 2x{channels} ch, batch {BATCH}, 32x32, fwd+bwd {device}",
           device=device, blocks=depth, channels_per_half=channels,
           saved_bytes=_saved_bytes(forward_only), saved_bytes_by_depth=by_depth,
-          max_memory_allocated=_cuda_peak(device, step),
-          note="memcnn's saved tensors are invisible to saved_tensors_hooks" if impl == "memcnn" else "")
+          max_memory_allocated=_cuda_peak(device, step))
 
 
 def _model_bench(benchmark, device, arch, impl, rounds):

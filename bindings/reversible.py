@@ -119,6 +119,16 @@ def _rng_get(device: torch.device):
     return torch.get_rng_state(), cuda_state
 
 
+def _rng_record(device: torch.device, last):
+    """The RNG state now, sharing ``last``'s tensors when nothing was drawn since (blocks
+    without dropout then keep no per-block state at all)."""
+    state = _rng_get(device)
+    if last is not None and torch.equal(state[0], last[0]) and (
+            state[1] is None or (last[1] is not None and torch.equal(state[1], last[1]))):
+        return last
+    return state
+
+
 def _rng_set(state, device: torch.device) -> None:
     cpu_state, cuda_state = state
     torch.set_rng_state(cpu_state)
@@ -226,8 +236,10 @@ class ReversibleSequence(nn.Module):
     -----
     Gomez et al. (2017), Algorithm 1. Memory: ``ctx`` keeps only the sequence's output;
     backward allocates two half-size activation buffers and two half-size gradient buffers
-    once, whatever the depth. With ``preserve_rng_state`` about 5 kB of RNG state (plus the
-    CUDA generator state) is kept per F/G call. Module forward hooks on F and G fire again
+    once, whatever the depth. With ``preserve_rng_state`` the RNG state (5 kB on the CPU, plus
+    the CUDA generator's) is kept before each F/G call that follows a random draw (dropout);
+    calls after which nothing was drawn share the previous state, so deterministic blocks
+    keep none of their own. Module forward hooks on F and G fire again
     during the recompute.
     """
 
@@ -358,6 +370,7 @@ class _Spec:
         dim = self.dim_of(x)
         x1, x2 = x.chunk(2, dim)
         rng = [] if record_rng else None
+        last = None
         dev = x.device
         amp = _autocast_state(dev.type)
         with torch.no_grad():
@@ -373,12 +386,12 @@ class _Spec:
                 s2 = torch.empty(x2.shape, dtype=x.dtype, device=dev)
                 for i, blk in enumerate(self.blocks):
                     _dequantize(q2, fb, s2)
-                    st_f = _rng_get(dev) if record_rng else None
+                    st_f = last = _rng_record(dev, last) if record_rng else None
                     f = self.call(i, "F", blk.F, s2, s1)
                     self.overflow(i, "y1", _quantize_couple(q1, f, fb, +1))
                     del f
                     _dequantize(q1, fb, s1)
-                    st_g = _rng_get(dev) if record_rng else None
+                    st_g = last = _rng_record(dev, last) if record_rng else None
                     g = self.call(i, "G", blk.G, s1, s2)
                     self.overflow(i, "y2", _quantize_couple(q2, g, fb, +1))
                     del g
@@ -392,11 +405,11 @@ class _Spec:
             y1 = _contiguous_copy(x1)  # the working buffers: the caller's x is never written
             y2 = _contiguous_copy(x2)
             for i, blk in enumerate(self.blocks):
-                st_f = _rng_get(dev) if record_rng else None
+                st_f = last = _rng_record(dev, last) if record_rng else None
                 f = self.call(i, "F", blk.F, y2, y1)
                 _couple(y1, f, +1)
                 del f
-                st_g = _rng_get(dev) if record_rng else None
+                st_g = last = _rng_record(dev, last) if record_rng else None
                 g = self.call(i, "G", blk.G, y1, y2)
                 _couple(y2, g, +1)
                 del g
@@ -615,13 +628,14 @@ def saved_tensor_bytes(exclude_parameters: bool = True):
     entries grow as tensors are saved, via ``torch.autograd.graph.saved_tensors_hooks``.
     With ``exclude_parameters`` the ``nn.Parameter`` objects that layers save (a conv's
     weight) are not counted: what is left are the activations (and casts of weights).
+    ``stats["count_graph"](output)`` adds the tensors that custom autograd Functions keep as
+    plain attributes of their context (invisible to the hooks: memcnn's outputs, RNG
+    states), walking the graph that produced ``output``.
     """
     stats = {"bytes": 0, "tensors": 0}
     seen: set = set()
 
-    def pack(t):
-        if exclude_parameters and isinstance(t, nn.Parameter):
-            return t
+    def add(t) -> None:
         stats["tensors"] += 1
         try:
             key = (t.untyped_storage().data_ptr(), t.device)
@@ -631,7 +645,33 @@ def saved_tensor_bytes(exclude_parameters: bool = True):
         if key not in seen:
             seen.add(key)
             stats["bytes"] += size
+
+    def pack(t):
+        if not (exclude_parameters and isinstance(t, nn.Parameter)):
+            add(t)
         return t
 
+    def count_graph(output: Tensor) -> int:
+        visited: set = set()
+        stack = [output.grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is None or id(node) in visited:
+                continue
+            visited.add(id(node))
+            values = list(getattr(node, "__dict__", {}).values())
+            while values:  # tensors, possibly nested in lists/tuples/dicts (RNG states)
+                v = values.pop()
+                if isinstance(v, Tensor):
+                    if not (exclude_parameters and isinstance(v, nn.Parameter)):
+                        add(v)
+                elif isinstance(v, (list, tuple)):
+                    values.extend(v)
+                elif isinstance(v, dict):
+                    values.extend(v.values())
+            stack.extend(fn for fn, _ in node.next_functions)
+        return stats["bytes"]
+
+    stats["count_graph"] = count_graph
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         yield stats

@@ -308,11 +308,10 @@ def saved_bytes_vs_depth(depths, channels: int = 16, size: int = 16, batch: int 
 
     Every method runs the same F/G modules (BN-ReLU-conv3x3 on ``channels`` per half) on a
     (batch, 2*channels, size, size) input; bytes are counted with
-    ``torch.autograd.graph.saved_tensors_hooks`` (parameters excluded, storages counted once).
-    Methods: hotops (ReversibleSequence), plain autograd, torch.utils.checkpoint (one segment
-    per block), memcnn and revlib (when installed). memcnn keeps what it needs as attributes
-    of its autograd context, which the hooks cannot see: it is left out unless named in
-    ``methods`` (its count would read 0).
+    ``torch.autograd.graph.saved_tensors_hooks`` plus the tensors that custom autograd
+    Functions keep as context attributes (memcnn's outputs, RNG states), parameters
+    excluded, each storage once. Methods: hotops (ReversibleSequence), plain autograd,
+    torch.utils.checkpoint (one segment per block), memcnn and revlib (when installed).
     """
     import torch
 
@@ -322,9 +321,7 @@ def saved_bytes_vs_depth(depths, channels: int = 16, size: int = 16, batch: int 
     for depth in depths:
         fns = coupling_functions(depth, channels)
         x = torch.randn(batch, 2 * channels, size, size, requires_grad=True)
-        chosen = coupling_methods(methods if methods is not None else
-                                  ("hotops", "plain autograd", "torch.utils.checkpoint", "revlib"))
-        for name, build in chosen.items():
+        for name, build in coupling_methods(methods).items():
             try:
                 net = build(fns)
             except ImportError:
@@ -333,7 +330,7 @@ def saved_bytes_vs_depth(depths, channels: int = 16, size: int = 16, batch: int 
             xin = x.detach().clone().requires_grad_(True) * 1.0
             with saved_tensor_bytes() as s:
                 y = net(xin)
-            result.setdefault(name, {})[depth] = s["bytes"]
+            result.setdefault(name, {})[depth] = s["count_graph"](y)
             del y
     return result
 
@@ -422,7 +419,8 @@ def demo_section(ctx) -> str:
         "Gomez et al. (2017): a reversible block's input is recomputed from its output in backward, "
         "so a stage of n blocks keeps one activation instead of n. Bytes saved for backward by a "
         "stage of n coupling blocks (BN-ReLU-conv3x3 as F and G), counted with "
-        "`torch.autograd.graph.saved_tensors_hooks` (parameters excluded), in KiB:",
+        "`torch.autograd.graph.saved_tensors_hooks` plus the tensors custom autograd Functions keep "
+        "as context attributes (memcnn's outputs, revlib's RNG states; parameters excluded), in KiB:",
         "",
         _md_table(["method"] + [f"n={d}" for d in depths], rows),
         "",
@@ -470,9 +468,10 @@ def _plot_memory(mem: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
+    styles = {"hotops": dict(lw=3.5, alpha=0.55, zorder=1), "memcnn": dict(ls="--"), "revlib": dict(ls=":")}
     for name, by_depth in mem.items():
         d = sorted(by_depth)
-        ax.plot(d, [by_depth[k] / 1024 for k in d], marker="o", label=name)
+        ax.plot(d, [by_depth[k] / 1024 for k in d], marker="o", label=name, **styles.get(name, {}))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("reversible blocks in the stage")

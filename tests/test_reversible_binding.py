@@ -196,6 +196,24 @@ def test_saved_bytes_8_vs_64_equal():
     assert got[0] == got[1]
 
 
+def test_context_attributes_do_not_grow_without_dropout_and_grow_by_rng_states_with_it():
+    # everything the Function holds (saved tensors + context attributes such as RNG states)
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    got = {}
+    for dropout in (0.0, 0.2):
+        for depth in (8, 64):
+            torch.manual_seed(0)
+            seq = ReversibleSequence(*[ReversibleBlock(residual_fn(2, dropout), residual_fn(2, dropout))
+                                       for _ in range(depth)])
+            with saved_tensor_bytes() as s:
+                y = seq(x)
+            got[dropout, depth] = s["count_graph"](y)
+    act = y.numel() * y.element_size()
+    state = torch.get_rng_state().numel()
+    assert got[0.0, 8] == got[0.0, 64] == act + state  # one shared RNG state
+    assert got[0.2, 64] - got[0.2, 8] == 2 * 56 * state  # a state before every F and G that draws
+
+
 def test_exact_mode_reconstruction_bit_identical_at_depth_1000():
     torch.manual_seed(0)
     depth = 1000

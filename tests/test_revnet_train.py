@@ -66,8 +66,10 @@ def test_saved_bytes_vs_depth_shapes():
     assert mem["hotops"][1] == mem["hotops"][4]  # one output kept, whatever the depth
     assert mem["plain autograd"][4] > 3 * mem["plain autograd"][1]
     assert mem["torch.utils.checkpoint"][4] == 4 * mem["torch.utils.checkpoint"][1]  # one input per segment
-    if "revlib" in mem:
-        assert mem["revlib"][1] == mem["revlib"][4]
+    if "memcnn" in mem:  # its outputs are context attributes: found by walking the graph
+        assert mem["memcnn"][1] == mem["memcnn"][4] > 0
+    if "revlib" in mem:  # grows only by the RNG state it keeps per module
+        assert mem["revlib"][4] - mem["revlib"][1] < mem["plain autograd"][4] - mem["plain autograd"][1]
 
 
 def test_demo_section(tmp_path):
