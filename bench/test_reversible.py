@@ -29,8 +29,9 @@ reports the ratios.
 Correctness of the rows (checked once by hand on RevNet-38, batch 4, 8x8, float32): hotops,
 torch_checkpoint and revlib give the stored network's loss and parameter gradients to
 ~3e-6; memcnn (1.5.2) gave the same loss but parameter gradients of the reversible stages
-that differ by up to 0.3 (absolute), although on a bare 3-block coupling stage with
-BatchNorm it matched to 1e-5 -- not investigated further; its row times what memcnn does.
+that differ by up to 0.3 (absolute), with keep_input=False and True alike, although on a
+bare coupling stage with BatchNorm, alone or after a DownsampleUnit, it matched to 1e-5 --
+not investigated further; its row times what memcnn does.
 """
 from __future__ import annotations
 
