@@ -19,3 +19,11 @@ __all__ = [
 ]
 
 # Each further op adds its own import line and its own ``__all__ +=`` line below.
+from .relu_rules import RELU_RULES, DeconvReLU, GuidedReLU, relu_rule
+__all__ += ["DeconvReLU", "GuidedReLU", "relu_rule", "RELU_RULES"]
+from .reversible import ReversibleBlock, ReversibleSequence, saved_tensor_bytes
+__all__ += ["ReversibleBlock", "ReversibleSequence", "saved_tensor_bytes"]
+from .topk_threshold import IHTDefense, SparseProjection, sparse_project, sparse_project_with_mask
+__all__ += ["IHTDefense", "SparseProjection", "sparse_project", "sparse_project_with_mask"]
+from .factorization import nmf
+__all__ += ["nmf"]

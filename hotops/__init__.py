@@ -13,13 +13,18 @@ __version__ = "0.1.0"
 
 from ._ops import channel_max_abs, clip_grad_adjustable_, imresize
 
-_SUBMODULES = ("kernels", "bindings", "models", "data", "demo", "cli")
+_SUBMODULES = ("kernels", "bindings", "models", "data", "demo", "cli", "distributed")
 
 _KERNEL_EXPORTS = {"rgb2ycbcr": "resize", "ycbcr2rgb": "resize", "psnr": "resize", "ssim": "resize"}
 
 #: Public names that live in a surface module, imported on first access: name -> module
 #: (relative to ``hotops``). Each capability adds its lines here.
 _LAZY_EXPORTS: dict[str, str] = {
+    "saliency": "attribution", "class_model": "attribution",
+    "localize": "localization", "localize_batch": "localization",
+    "sparse_project": "sparse_fourier", "iht": "sparse_fourier", "patchwise_iht": "sparse_fourier",
+    "topk_threshold": "sparse_fourier",
+    "NMF": "nmf", "batched_nmf": "nmf",
 }
 
 __all__ = [

@@ -311,6 +311,9 @@ def _cmd_upscale(args) -> int:
 #: bad options); it is imported only when ``hotops train NAME`` is the command being run.
 TRAINERS: dict[str, tuple[str, str]] = {
     "vdsr": ("hotops.sr", "VDSR (Kim et al. 2016) on train291"),
+    "localizer": ("hotops.loc_bench", "the classifier of the localisation benchmark (cluttered canvases)"),
+    "defense": ("hotops.defense", "the L0-robust sparse-Fourier defended MNIST classifier (Bafna et al. 2018)"),
+    "revnet": ("hotops.revnet_train", "RevNet / ResNet (Gomez et al. 2017) on CIFAR-10"),
 }
 
 #: Top-level commands whose code lives in other modules: name -> (module, one-line help).
@@ -318,6 +321,8 @@ TRAINERS: dict[str, tuple[str, str]] = {
 #: ``hotops.cli.UsageError`` for bad usage); it is imported only when its command is run, so
 #: ``hotops --help`` stays cheap and a broken module never breaks the other commands.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "saliency": ("hotops.attribution", "saliency map and GraphCut box of an image (Simonyan et al. 2013)"),
+    "nmf": ("hotops.nmf", "factorise a non-negative matrix (Lee & Seung multiplicative updates)"),
 }
 
 

@@ -378,6 +378,12 @@ SECTIONS: list[Section] = [
     Section("saliency", "Class saliency maps: channel-max reduction (Simonyan et al. 2013)",
             saliency_section, steps=5),
     Section("vdsr", "Super-resolution (VDSR, Kim et al. 2016)", vdsr_section, steps=2),
+    Section("defense", "L0-robust sparse Fourier defence: IHT + top-k CNN (Bafna et al. 2018)",
+            "hotops.defense:demo_section", steps=3),
+    Section("revnet", "Reversible residual networks: activation memory vs depth (Gomez et al. 2017)",
+            "hotops.revnet_train:demo_section", steps=3),
+    Section("nmf", "Parts-based faces: NMF by multiplicative updates (Lee & Seung 2001)", "hotops.nmf:demo_section", steps=3),
+    Section("localization", "Saliency maps, GraphCut boxes and class models (Simonyan et al. 2013)", "hotops.loc_bench:demo_section", steps=4),
 ]
 
 

@@ -22,6 +22,10 @@ _OPS = (
     "channel_max",
     "resize",
     "clip",
+    "gmm",
+    "topk_threshold",
+    "reversible",
+    "nmf",
 )
 
 __all__ = [

@@ -17,6 +17,14 @@ _EXPORTS = {
     "small_cifar": None,
     "VDSR": "vdsr",
     "vdsr": None,
+    "SimonyanNet": "simonyan",
+    "simonyan": None,
+    "revnet38": "revnet", "revnet110": "revnet", "revnet164": "revnet", "revnet104": "revnet",
+    "resnet32": "revnet", "resnet110": "revnet", "resnet164": "revnet", "resnet101": "revnet",
+    "revnet": None,
+    "MnistCNN": "mnist_cnn",
+    "load_defense_model": "mnist_cnn",
+    "mnist_cnn": None,
     # each further model adds its lines here: "ClassName": "module", "module": None
 }
 
