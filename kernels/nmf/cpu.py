@@ -89,57 +89,87 @@ def _finish(f, num, den, l1, l2, gamma, zthr, eps):
 
 # --------------------------------------------------------------------------- dense updates
 
+@numba.njit(cache=True, nogil=True)
+def _rows_task(F, num, G, s, D, den_mode, l1, l2, gamma, zthr, eps, lo, hi):
+    # one task's rows; a plain function, not inlined into the parallel loop: compiled
+    # outside the parfor, its loops vectorise (measured 3.4x on the r = 32 Gram pass)
+    r = F.shape[1]
+    den = np.empty(r, F.dtype)
+    for i in range(lo, hi):
+        Fi = F[i]
+        Ni = num[i]
+        if den_mode == DEN_GRAM:
+            for k in range(r):
+                den[k] = 0
+            for l in range(r):
+                f = Fi[l]
+                Gl = G[l]
+                for k in range(r):
+                    den[k] += f * Gl[k]
+        elif den_mode == DEN_VEC:
+            for k in range(r):
+                den[k] = s[k]
+        else:
+            Di = D[i]
+            for k in range(r):
+                den[k] = Di[k]
+        for k in range(r):
+            Fi[k] = _finish(Fi[k], Ni[k], den[k], l1, l2, gamma, zthr, eps)
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def update_rows(F, num, G, s, D, den_mode, l1, l2, gamma, zthr, eps, chunk):
-    """F (p, r) *= (num / den)^gamma row by row; den = F G, s, or D (see module doc)."""
-    p, r = F.shape
+    """F (p, r) *= (num / den)^gamma row by row; den = F G, s, or D (see module doc).
+
+    Inner loops run over whole-row slices from index 0 (numba then drops its negative-index
+    wraparound and LLVM vectorises)."""
+    p = F.shape[0]
     n_tasks = (p + chunk - 1) // chunk
     for t in prange(n_tasks):
-        den = np.empty(r, F.dtype)
-        for i in range(t * chunk, min(p, (t + 1) * chunk)):
-            if den_mode == DEN_GRAM:
-                for k in range(r):
-                    den[k] = 0
-                for l in range(r):
-                    f = F[i, l]
-                    for k in range(r):
-                        den[k] += f * G[l, k]
-            elif den_mode == DEN_VEC:
-                for k in range(r):
-                    den[k] = s[k]
-            else:
-                for k in range(r):
-                    den[k] = D[i, k]
-            for k in range(r):
-                F[i, k] = _finish(F[i, k], num[i, k], den[k], l1, l2, gamma, zthr, eps)
+        _rows_task(F, num, G, s, D, den_mode, l1, l2, gamma, zthr, eps, t * chunk, min(p, (t + 1) * chunk))
     return F
+
+
+@numba.njit(cache=True, nogil=True)
+def _cols_task(F, num, G, s, D, den_mode, l1, l2, gamma, zthr, eps, j0, j1):
+    r = F.shape[0]
+    w = j1 - j0
+    den = np.zeros((r, w), F.dtype)
+    if den_mode == DEN_GRAM:
+        for k in range(r):
+            dk = den[k]
+            Gk = G[k]
+            for l in range(r):
+                g = Gk[l]
+                Fl = F[l, j0:j1]
+                for jj in range(w):
+                    dk[jj] += g * Fl[jj]
+    elif den_mode == DEN_VEC:
+        for k in range(r):
+            dk = den[k]
+            for jj in range(w):
+                dk[jj] = s[k]
+    else:
+        for k in range(r):
+            dk = den[k]
+            Dk = D[k, j0:j1]
+            for jj in range(w):
+                dk[jj] = Dk[jj]
+    for k in range(r):
+        dk = den[k]
+        Fk = F[k, j0:j1]
+        Nk = num[k, j0:j1]
+        for jj in range(w):
+            Fk[jj] = _finish(Fk[jj], Nk[jj], dk[jj], l1, l2, gamma, zthr, eps)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def update_cols(F, num, G, s, D, den_mode, l1, l2, gamma, zthr, eps, block):
     """F (r, n) *= (num / den)^gamma by blocks of columns; den = G F, s[:, None], or D."""
-    r, n = F.shape
+    n = F.shape[1]
     n_tasks = (n + block - 1) // block
     for t in prange(n_tasks):
-        j0 = t * block
-        j1 = min(n, j0 + block)
-        den = np.zeros((r, j1 - j0), F.dtype)
-        if den_mode == DEN_GRAM:
-            for k in range(r):
-                for l in range(r):
-                    g = G[k, l]
-                    for jj in range(j1 - j0):
-                        den[k, jj] += g * F[l, j0 + jj]
-        for k in range(r):
-            for jj in range(j1 - j0):
-                j = j0 + jj
-                if den_mode == DEN_GRAM:
-                    d = den[k, jj]
-                elif den_mode == DEN_VEC:
-                    d = s[k]
-                else:
-                    d = D[k, j]
-                F[k, j] = _finish(F[k, j], num[k, j], d, l1, l2, gamma, zthr, eps)
+        _cols_task(F, num, G, s, D, den_mode, l1, l2, gamma, zthr, eps, t * block, min(n, (t + 1) * block))
     return F
 
 
@@ -580,7 +610,9 @@ class DenseProblem:
         X = np.ascontiguousarray(X)  # one compiled layout (a copy only for strided input)
         self.X, self.M, self.p = X, M, p
         m, n = X.shape
-        self.work = m * n  # multiply-adds per iteration, per component
+        # Numba work per iteration and component: the fused passes only, O((m + n) r) for
+        # Frobenius (the GEMMs are BLAS's, threaded by BLAS), O(m n) elementwise otherwise
+        self.work = (m + n) * r if (p.kind == FROB and M is None) else m * n
         dt = X.dtype
         self.has_mask = M is not None
         self.M_arg = M if M is not None else np.empty((1, 1), dt)
