@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from hotops.kernels import nmf as _kernel
-from hotops.kernels.nmf.init import initialize, initialize_batched, regularization
+from hotops.kernels.nmf.init import initialize, regularization
 
 from ._interop import check_tensor, from_kernel, stream_of, to_kernel
 

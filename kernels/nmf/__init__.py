@@ -143,12 +143,6 @@ def _check_factor(name, F, shape, dtype):
         raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
 
 
-def _params(beta, dtype):
-    from .cpu import Params
-
-    return Params(beta, EPSILON)
-
-
 def _cpu_problem(V, mask, beta, r):
     from . import cpu
 
