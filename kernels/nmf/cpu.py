@@ -372,49 +372,26 @@ def sparse_div(indptr, indices, data, weights, has_w, F, G, kind, beta, eps):
 
 # --------------------------------------------------------------------------- batched
 
+# The per-problem products go to BLAS (numba's np.dot with ``out``, through scipy's BLAS):
+# for 64 x 64 x 8 problems the six products of an iteration took 7.7 us this way against
+# ~34 us for hand-written loops, whose r = 8 inner loops are too short to vectorise.
+
 @numba.njit(inline="always")
 def _mm_nn(A, B, out):
-    # out = A @ B ; A (p, q), B (q, s): axpy form, the inner loop runs along B's rows
-    p, q = A.shape
-    s = B.shape[1]
-    for i in range(p):
-        for j in range(s):
-            out[i, j] = 0
-        for k in range(q):
-            a = A[i, k]
-            for j in range(s):
-                out[i, j] += a * B[k, j]
+    np.dot(A, B, out)  # out = A @ B
 
 
 @numba.njit(inline="always")
 def _mm_nt(A, B, out):
-    # out = A @ B.T ; A (p, q), B (s, q): contiguous dot products
-    p, q = A.shape
-    s = B.shape[0]
-    for i in range(p):
-        for k in range(s):
-            acc = 0.0
-            for j in range(q):
-                acc += A[i, j] * B[k, j]
-            out[i, k] = acc
+    np.dot(A, B.T, out)  # out = A @ B.T
 
 
 @numba.njit(inline="always")
 def _mm_tn(A, B, out):
-    # out = A.T @ B ; A (q, p), B (q, s)
-    q, p = A.shape
-    s = B.shape[1]
-    for k in range(p):
-        for j in range(s):
-            out[k, j] = 0
-    for i in range(q):
-        for k in range(p):
-            a = A[i, k]
-            for j in range(s):
-                out[k, j] += a * B[i, j]
+    np.dot(A.T, B, out)  # out = A.T @ B
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, nogil=True, fastmath=_FM)
 def _error_one(X, M, has_mask, W, H, WH, kind, beta, eps):
     m, n = X.shape
     _mm_nn(W, H, WH)
@@ -446,7 +423,21 @@ def _error_one(X, M, has_mask, W, H, WH, kind, beta, eps):
     return math.sqrt(2.0 * max(res, 0.0))
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+@numba.njit(inline="always")
+def _rel_decrease(prev, err, err0):
+    # (prev - err) / err0 with numpy's rules for a zero err0 (inf or nan, never an error);
+    # written out because numba's error_model="numpy" made the update loops 8x slower here
+    d = prev - err
+    if err0 != 0:
+        return d / err0
+    if d > 0:
+        return np.inf
+    if d < 0:
+        return -np.inf
+    return np.nan
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FM)
 def _solve_one(X, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H, l2W, l2H,
                eps, clamp_num, clamp_den, zW, zH):
     m, n = X.shape
@@ -532,7 +523,7 @@ def _solve_one(X, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H,
                 H[k, j] = _finish(H[k, j], numH[k, j], denH[k, j], l1H, l2H, gamma, zH, eps)
         if tol > 0 and it % 10 == 0:
             err = _error_one(X, M, has_mask, W, H, WH, kind, beta, eps)
-            if (prev - err) / err0 < tol:
+            if _rel_decrease(prev, err, err0) < tol:
                 n_iter = it
                 break
             prev = err
