@@ -557,8 +557,15 @@ def cli_main(args) -> int:
         raise UsageError(f"--rank must be >= 1, got {args.rank}")
     if args.max_iter < 1:
         raise UsageError(f"--max-iter must be >= 1, got {args.max_iter}")
-    alpha_H = args.alpha_H if args.alpha_H == "same" else float(args.alpha_H)
-    mask = np.load(args.mask, allow_pickle=False) if args.mask is not None else None
+    try:
+        alpha_H = args.alpha_H if args.alpha_H == "same" else float(args.alpha_H)
+    except ValueError:
+        raise UsageError(f"--alpha-H must be 'same' or a number, got {args.alpha_H!r}") from None
+    mask = None
+    if args.mask is not None:
+        if not args.mask.exists():
+            raise UsageError(f"--mask {args.mask} does not exist")
+        mask = np.load(args.mask, allow_pickle=False)
     out = args.out or args.data.with_name(args.data.stem + "_nmf.npz")
     est = NMF(args.rank, init=args.init, beta_loss=_beta_arg(args.beta), tol=args.tol,
               max_iter=args.max_iter, random_state=args.seed, alpha_W=args.alpha_W,
