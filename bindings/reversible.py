@@ -42,7 +42,6 @@ activations.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Optional
 
 import numpy as np

@@ -244,7 +244,6 @@ def evaluate_defense(normal, topk, k: int, x: np.ndarray, labels: np.ndarray, t_
     The attacks of rows 1-4 see the classifier (and the projection) but not IHT. Random
     attacks are the same images for every row.
     """
-    import torch
     from tqdm.auto import tqdm
 
     from .bindings.topk_threshold import IHTDefense
@@ -360,8 +359,6 @@ def run_training(args) -> dict:
     """``hotops train defense``: train both CNNs, measure them, write the two checkpoints."""
     import torch
 
-    from .data import load_mnist
-
     if args.epochs < 1 or args.batch_size < 1:
         raise ValueError(f"--epochs and --batch-size must be >= 1, got {args.epochs} and {args.batch_size}")
     if not 0 < args.energy <= 1:
@@ -373,7 +370,22 @@ def run_training(args) -> dict:
     if not 1 <= args.t_defense <= 784:
         raise ValueError(f"--t-defense must be in [1, 784], got {args.t_defense}")
     torch.set_num_threads(args.threads)
+    # denormals flushed for speed while training, then the caller's setting restored (it is
+    # process-wide CPU state: left on, it changes every later float computation)
+    tiny = torch.tensor([2.0 ** -130], dtype=torch.float32)
+    flushing = bool((tiny * 1.0)[0] == 0)
     torch.set_flush_denormal(True)
+    try:
+        return _run_training(args)
+    finally:
+        torch.set_flush_denormal(flushing)
+
+
+def _run_training(args) -> dict:
+    import torch
+
+    from .data import load_mnist
+
     data = load_mnist()
     x_train, y_train = _to_float(data["x_train"]), data["y_train"].astype(np.int64)
     x_test, y_test = _to_float(data["x_test"]), data["y_test"].astype(np.int64)

@@ -508,7 +508,7 @@ def resolve_device(name):
 def run_training(args) -> dict:
     import torch
 
-    from hotops.data import cache_dir, data_available, load_sr_set
+    from hotops.data import cache_dir, load_sr_set
     from hotops.models.vdsr import VDSR
 
     if args.budget is None and args.iterations is None and args.resume is None:

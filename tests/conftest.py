@@ -41,3 +41,12 @@ def shared_data():
     if root is None:
         pytest.skip("data sets not found: set HOTOPS_DATA or put the data folder at ../shared/data")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _subnormals_survive():
+    """Fail the test that leaves denormals flushed to zero (process-wide CPU state, e.g.
+    ``torch.set_flush_denormal(True)`` not undone): every later float test would change."""
+    yield
+    tiny = np.array([2.0 ** -130], dtype=np.float32)
+    assert (tiny * np.float32(1.0))[0] != 0, "this test left the CPU flushing subnormal floats to zero"
