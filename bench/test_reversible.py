@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from hotops.bindings import ReversibleBlock, ReversibleSequence, saved_tensor_bytes
+from hotops.bindings import saved_tensor_bytes
 from hotops.models import revnet as rv
 
 OP = "reversible"
@@ -61,65 +61,24 @@ def _skip_missing(impl):
         pytest.skip(f"{impl} is not installed")
 
 
-class _Coupling(nn.Module):
-    def __init__(self, F, G):
-        super().__init__()
-        self.F, self.G = F, G
-
-    def forward(self, x):
-        x1, x2 = x.chunk(2, 1)
-        y1 = x1 + self.F(x2)
-        return torch.cat([y1, x2 + self.G(y1)], 1)
-
-
-class _Checkpointed(nn.Module):
-    def __init__(self, blocks):
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-
-    def forward(self, x):
-        from torch.utils.checkpoint import checkpoint
-
-        for b in self.blocks:
-            x = checkpoint(b, x, use_reentrant=False)
-        return x
-
-
-def _memcnn(pairs):
-    import memcnn
-
-    return nn.Sequential(*[memcnn.InvertibleModuleWrapper(memcnn.AdditiveCoupling(F, G), keep_input=False,
-                                                          keep_input_inverse=False) for F, G in pairs])
-
-
-def _revlib(pairs):
-    import revlib
-
-    return revlib.ReversibleSequential(*[m for pair in pairs for m in pair], split_dim=1)
+# the same coupling network in each library: the builders the demo's memory plot uses
+_LIBRARY_NAMES = {"hotops": "hotops", "stored": "plain autograd", "torch_checkpoint": "torch.utils.checkpoint",
+                  "memcnn": "memcnn", "revlib": "revlib"}
 
 
 def wrap_stage(pairs, impl: str) -> nn.Module:
     """The stage of coupling blocks (F, G) as implementation ``impl`` (same modules)."""
-    if impl == "hotops":
-        return ReversibleSequence(*[ReversibleBlock(F, G) for F, G in pairs])
-    if impl == "stored":
-        return nn.Sequential(*[_Coupling(F, G) for F, G in pairs])
-    if impl == "torch_checkpoint":
-        return _Checkpointed([_Coupling(F, G) for F, G in pairs])
-    if impl == "memcnn":
-        return _memcnn(pairs)
-    if impl == "revlib":
-        return _revlib(pairs)
-    raise ValueError(impl)
+    from hotops.revnet_train import coupling_methods
+
+    if impl not in _LIBRARY_NAMES:
+        raise ValueError(impl)
+    return coupling_methods([_LIBRARY_NAMES[impl]])[_LIBRARY_NAMES[impl]](pairs)
 
 
 def coupling_pairs(depth: int, channels: int, device, seed: int = 0):
-    torch.manual_seed(seed)
+    from hotops.revnet_train import coupling_functions
 
-    def fn():
-        return nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1, bias=False))
-
-    return [(fn().to(device), fn().to(device)) for _ in range(depth)]
+    return [(F.to(device), G.to(device)) for F, G in coupling_functions(depth, channels, seed)]
 
 
 class _Swapped(nn.Module):

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ._interop import check_tensor, from_kernel, stream_of, to_kernel
+from hotops.kernels._validate import check_axes
 
 __all__ = ["SparseProjection", "sparse_project", "sparse_project_with_mask", "IHTDefense"]
 
@@ -39,24 +40,7 @@ _TRANSFORMS = ("dct", "fft")
 
 
 def _norm_axes(axes, ndim: int) -> list[int]:
-    if isinstance(axes, int) and not isinstance(axes, bool):
-        axes = (axes,)
-    try:
-        axes = list(axes)
-    except TypeError:
-        raise TypeError(f"axes must be an integer or a tuple of integers, got {axes!r}") from None
-    if not axes:
-        raise ValueError("axes must name at least one axis, got ()")
-    out = []
-    for a in axes:
-        if isinstance(a, bool) or not isinstance(a, int):
-            raise TypeError(f"axes must hold integers, got {axes!r}")
-        if not -ndim <= a < ndim:
-            raise ValueError(f"axes {tuple(axes)} out of range for a tensor with {ndim} dimensions")
-        out.append(a % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"axes must not repeat an axis, got {tuple(axes)}")
-    return out
+    return list(check_axes(axes, ndim, "a tensor"))
 
 
 def _validate(x, k, transform, axes) -> list[int]:

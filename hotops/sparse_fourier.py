@@ -36,6 +36,7 @@ import os
 
 import numpy as np
 
+from hotops.kernels._validate import check_axes
 from hotops.kernels.topk_threshold import check_k, topk_threshold
 
 __all__ = ["topk_threshold", "sparse_project", "project_with_mask", "iht", "patchwise_iht", "TRANSFORMS"]
@@ -60,24 +61,7 @@ def _check_transform(transform) -> str:
 
 
 def _check_axes(axes, ndim: int) -> tuple[int, ...]:
-    if isinstance(axes, numbers.Integral) and not isinstance(axes, bool):
-        axes = (axes,)
-    try:
-        axes = tuple(axes)
-    except TypeError:
-        raise TypeError(f"axes must be an integer or a tuple of integers, got {axes!r}") from None
-    if not axes:
-        raise ValueError("axes must name at least one axis, got ()")
-    out = []
-    for a in axes:
-        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
-            raise TypeError(f"axes must hold integers, got {axes!r}")
-        if not -ndim <= a < ndim:
-            raise ValueError(f"axes {axes} out of range for an array with {ndim} dimensions")
-        out.append(int(a) % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"axes must not repeat an axis, got {axes!r}")
-    return tuple(out)
+    return check_axes(axes, ndim, "an array")
 
 
 def _as_float(x, transform: str, name: str = "x"):

@@ -31,3 +31,28 @@ def check_out(name: str, out, shape, dtype) -> None:
     flags = getattr(out, "flags", None)
     if flags is not None and not flags["C_CONTIGUOUS"]:
         raise ValueError(f"{name} must be C-contiguous")
+
+
+def check_axes(axes, ndim: int, what: str = "an array") -> tuple[int, ...]:
+    """``axes`` (an integer or a sequence of them) as non-negative, distinct axis numbers of
+    a ``ndim``-dimensional ``what``; TypeError/ValueError naming the value otherwise."""
+    import numbers
+
+    if isinstance(axes, numbers.Integral) and not isinstance(axes, bool):
+        axes = (axes,)
+    try:
+        axes = tuple(axes)
+    except TypeError:
+        raise TypeError(f"axes must be an integer or a tuple of integers, got {axes!r}") from None
+    if not axes:
+        raise ValueError("axes must name at least one axis, got ()")
+    out = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"axes must hold integers, got {axes!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(f"axes {axes} out of range for {what} with {ndim} dimensions")
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axes must not repeat an axis, got {axes!r}")
+    return tuple(out)
