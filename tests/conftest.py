@@ -50,3 +50,15 @@ def _subnormals_survive():
     yield
     tiny = np.array([2.0 ** -130], dtype=np.float32)
     assert (tiny * np.float32(1.0))[0] != 0, "this test left the CPU flushing subnormal floats to zero"
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """torch on one thread for a module of tiny-tensor tests (its pool costs more than it
+    saves there), restored afterwards. Use: ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

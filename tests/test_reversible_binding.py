@@ -8,17 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from _support import needs_gpu
 from hotops.bindings import ReversibleBlock, ReversibleSequence, saved_tensor_bytes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: torch's thread pool costs far more than it saves on a loaded 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def residual_fn(c: int, dropout: float = 0.2, bn: bool = True) -> nn.Module:
