@@ -282,7 +282,8 @@ def run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_r
 
 
 class _threads_for:
-    """Run small CPU fits on one Numba thread (see ``config.CPU_SERIAL_WORK``)."""
+    """Run small CPU fits on one Numba thread (see ``config.CPU_SERIAL_WORK``); problems that
+    call BLAS inside their Numba tasks (``blas_in_tasks``) get single-threaded BLAS meanwhile."""
 
     def __init__(self, problem, r):
         from . import config
@@ -290,6 +291,8 @@ class _threads_for:
         work = getattr(problem, "work", None)
         self.serial = work is not None and work * r < config.CPU_SERIAL_WORK
         self.saved = None
+        self.blas = None
+        self.one_blas = bool(getattr(problem, "blas_in_tasks", False))
 
     def __enter__(self):
         if self.serial:
@@ -297,14 +300,34 @@ class _threads_for:
 
             self.saved = numba.get_num_threads()
             numba.set_num_threads(1)
+        if self.one_blas:
+            self.blas = _blas_controller().limit(limits=1)
         return self
 
     def __exit__(self, *exc):
+        if self.blas is not None:
+            self.blas.restore_original_limits()
+            self.blas = None
         if self.saved is not None:
             import numba
 
             numba.set_num_threads(self.saved)
+            self.saved = None
         return False
+
+
+_BLAS = []
+
+
+def _blas_controller():
+    """threadpoolctl's controller of the loaded BLAS libraries (numpy's and scipy's, which
+    numba's ``np.dot`` calls), made once."""
+    if not _BLAS:
+        import scipy.linalg.cython_blas  # noqa: F401  (loaded before the scan)
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController().select(user_api="blas"))
+    return _BLAS[0]
 
 
 def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_reg_H,

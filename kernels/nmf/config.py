@@ -9,6 +9,9 @@ once (r x block values of the working set, 32 x 256 x 8 B = 64 KiB).
 ``DENSE_BLOCK_BYTES``: size of the bounded (rows x n) block of ``WH`` used for objective
 evaluations and the sparse general-beta denominators, so that no m x n array is formed.
 
+``DENSE_TASK_ROWS``: rows of W per block of the dense KL passes (WH block, weighting, its
+numerator while the block is in cache) and of the objective's WH blocks.
+
 ``CPU_SERIAL_WORK``: below this many multiply-adds per iteration (m n r dense, nnz r
 sparse) a fit runs its Numba kernels on one thread: waking the thread pool costs more than
 the work (measured here: a 20 x 3 update takes 9 us on one thread, 0.2-4 ms on two threads
@@ -23,4 +26,5 @@ CPU_COL_BLOCK = 256
 DENSE_BLOCK_BYTES = 4 << 20
 CUDA_THREADS = 128
 CPU_SERIAL_WORK = 1 << 22
+DENSE_TASK_ROWS = 64
 CUDA_GEMM_TILE = 16
