@@ -194,10 +194,9 @@ def _apply(x, plan: ResizePlan, transpose: bool, out, stream, check_finite: bool
             tmp = _empty(backend, tuple(x.shape), dtype, x)
             impl.copy(x, tmp, stream=stream)
             x = tmp
-    if check_finite and dtype.kind == "f":
-        bad = impl.count_nonfinite(x) if backend == CPU else impl.count_nonfinite(x, stream=stream)
-        if bad:
-            raise ValueError(f"{name} contains NaN or infinite values")
+    check_finite = check_finite and dtype.kind == "f"
+    if check_finite and backend != CPU and impl.count_nonfinite(x, stream=stream):
+        raise ValueError(f"{name} contains NaN or infinite values")
 
     pre = math.prod(x.shape[:ax_h])
     post = math.prod(x.shape[ax_w + 1 :])
@@ -213,7 +212,9 @@ def _apply(x, plan: ResizePlan, transpose: bool, out, stream, check_finite: bool
     x4 = x.reshape(pre, src_hw[0], src_hw[1], post)
     out4 = out.reshape(pre, dst_hw[0], dst_hw[1], post)
     if backend == CPU:
-        impl.resize4(x4, out4, steps, dtype == np.uint8)
+        # the CPU kernels fold the NaN/inf scan into their first pass (out untouched on error)
+        if impl.resize4(x4, out4, steps, dtype == np.uint8, check_finite):
+            raise ValueError(f"{name} contains NaN or infinite values")
     else:
         impl.resize4(x4, out4, steps, dtype == np.uint8, stream=stream)
     return out

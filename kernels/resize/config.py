@@ -8,6 +8,9 @@ runs (16 x 128 tiles) measured up to 1.5x slower at x2 on 512 x 512 x 3. Each pa
 splits its tiles into ``CPU_TASKS_PER_THREAD`` tasks per Numba thread (a few per thread so
 uneven tiles balance); each task owns one scratch tile, allocated once per call.
 ``CPU_TRANSPOSE_BLOCK``: pixel block of the transposing copy that starts a width-first resize.
+``CPU_WORKSPACE_MAX_BYTES``: intermediates and scratch tiles up to this size are kept per
+thread and reused by the next call (fresh large ``np.empty`` buffers page-fault on every
+call); larger ones are allocated per call and freed.
 
 ``CUDA_THREADS``: threads per block; one thread per output element, consecutive threads
 on consecutive inner elements (coalesced reads of each source row).
@@ -16,4 +19,5 @@ CPU_TILE_ROWS = 64
 CPU_TILE_INNER = 256
 CPU_TASKS_PER_THREAD = 4
 CPU_TRANSPOSE_BLOCK = 32
+CPU_WORKSPACE_MAX_BYTES = 64 << 20
 CUDA_THREADS = 256

@@ -29,6 +29,7 @@ half away from zero and saturated to [0, 255] per pass. Taps are summed in table
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -47,70 +48,185 @@ def _quantize_u8(v):
     return math.floor(v + 0.5)
 
 
+@numba.njit(inline="always")
+def _taps8(src, idx, w, row, a, i, k, q0, m, first):
+    w0, w1, w2, w3 = w[i, k], w[i, k + 1], w[i, k + 2], w[i, k + 3]
+    w4, w5, w6, w7 = w[i, k + 4], w[i, k + 5], w[i, k + 6], w[i, k + 7]
+    s0 = src[a, idx[i, k], q0 : q0 + m]
+    s1 = src[a, idx[i, k + 1], q0 : q0 + m]
+    s2 = src[a, idx[i, k + 2], q0 : q0 + m]
+    s3 = src[a, idx[i, k + 3], q0 : q0 + m]
+    s4 = src[a, idx[i, k + 4], q0 : q0 + m]
+    s5 = src[a, idx[i, k + 5], q0 : q0 + m]
+    s6 = src[a, idx[i, k + 6], q0 : q0 + m]
+    s7 = src[a, idx[i, k + 7], q0 : q0 + m]
+    if first:
+        for q in range(m):
+            v = ((w0 * s0[q] + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q]
+            row[q] = (((v + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
+    else:
+        for q in range(m):
+            v = (((row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q]
+            row[q] = (((v + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
+
+
+@numba.njit(inline="always")
+def _taps4(src, idx, w, row, a, i, k, q0, m, first):
+    w0, w1, w2, w3 = w[i, k], w[i, k + 1], w[i, k + 2], w[i, k + 3]
+    s0 = src[a, idx[i, k], q0 : q0 + m]
+    s1 = src[a, idx[i, k + 1], q0 : q0 + m]
+    s2 = src[a, idx[i, k + 2], q0 : q0 + m]
+    s3 = src[a, idx[i, k + 3], q0 : q0 + m]
+    if first:
+        for q in range(m):
+            row[q] = ((w0 * s0[q] + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q]
+    else:
+        for q in range(m):
+            row[q] = (((row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q]
+
+
+@numba.njit(inline="always")
+def _taps3(src, idx, w, row, a, i, k, q0, m, first):
+    w0, w1, w2 = w[i, k], w[i, k + 1], w[i, k + 2]
+    s0 = src[a, idx[i, k], q0 : q0 + m]
+    s1 = src[a, idx[i, k + 1], q0 : q0 + m]
+    s2 = src[a, idx[i, k + 2], q0 : q0 + m]
+    if first:
+        for q in range(m):
+            row[q] = (w0 * s0[q] + w1 * s1[q]) + w2 * s2[q]
+    else:
+        for q in range(m):
+            row[q] = ((row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]
+
+
+@numba.njit(inline="always")
+def _taps2(src, idx, w, row, a, i, k, q0, m, first):
+    w0, w1 = w[i, k], w[i, k + 1]
+    s0 = src[a, idx[i, k], q0 : q0 + m]
+    s1 = src[a, idx[i, k + 1], q0 : q0 + m]
+    if first:
+        for q in range(m):
+            row[q] = w0 * s0[q] + w1 * s1[q]
+    else:
+        for q in range(m):
+            row[q] = (row[q] + w0 * s0[q]) + w1 * s1[q]
+
+
+@numba.njit(inline="always")
+def _taps1(src, idx, w, row, a, i, k, q0, m, first):
+    w0 = w[i, k]
+    s0 = src[a, idx[i, k], q0 : q0 + m]
+    if first:
+        for q in range(m):
+            row[q] = w0 * s0[q]
+    else:
+        for q in range(m):
+            row[q] = row[q] + w0 * s0[q]
+
+
+@numba.njit(inline="always")
+def _accumulate(src, idx, w, row, a, i, q0, m):
+    # row[q] = sum_k w[i, k] * src[a, idx[i, k], q0 + q], in float64, tap 0 first.
+    # The taps go in groups of 8, then 4, then the last one to three: each group is one pass
+    # over the row with its partial sums in registers, (((row + t0) + t1) + ...) + t7, i.e.
+    # the same additions in the same order as one pass per tap, with an eighth of the loads
+    # and stores of the accumulator row (and of the loop overhead).
+    taps = idx.shape[1]
+    k = 0
+    while taps - k >= 8:
+        _taps8(src, idx, w, row, a, i, k, q0, m, k == 0)
+        k += 8
+    if taps - k >= 4:
+        _taps4(src, idx, w, row, a, i, k, q0, m, k == 0)
+        k += 4
+    rest = taps - k
+    if rest == 3:
+        _taps3(src, idx, w, row, a, i, k, q0, m, k == 0)
+    elif rest == 2:
+        _taps2(src, idx, w, row, a, i, k, q0, m, k == 0)
+    elif rest == 1:
+        _taps1(src, idx, w, row, a, i, k, q0, m, k == 0)
+
+
+@numba.njit(inline="always")
+def _store_row(row, out, m, quantize):
+    # the finished float64 row in the destination dtype (vectorised for floats)
+    if quantize:
+        for q in range(m):
+            out[q] = _quantize_u8(row[q])
+    else:
+        for q in range(m):
+            out[q] = row[q]
+
+
 @numba.njit(cache=True, nogil=True)
-def _tile(src, dst, idx, w, acc, a, i0, i1, p0, p1, post, quantize, transpose_out):
+def _tile(src, dst, idx, w, acc, stage, a, i0, i1, p0, p1, post, quantize, transpose_out):
     # rows i0..i1 of the resampled axis, pixels p0..p1 of the other axis (times post).
     # Every inner loop indexes a slice with its own range variable: numba then knows the
     # index is non-negative, emits no wrap-around test, and LLVM vectorises the loop.
-    taps = idx.shape[1]
+    # acc: one float64 row (it stays in L1); stage: (rows, m) tile in dst's dtype.
     q0 = p0 * post
     m = (p1 - p0) * post
-    for r in range(i1 - i0):
-        i = i0 + r
-        row = acc[r, :m]
-        w0 = w[i, 0]
-        s = src[a, idx[i, 0], q0 : q0 + m]
-        for q in range(m):
-            row[q] = w0 * s[q]
-        for k in range(1, taps):
-            wk = w[i, k]
-            s = src[a, idx[i, k], q0 : q0 + m]
-            for q in range(m):
-                row[q] += wk * s[q]
-    if not transpose_out:
-        # dst: (pre, n_out, n_pix * post)
-        for r in range(i1 - i0):
-            d = dst[a, i0 + r, q0 : q0 + m]
-            row = acc[r, :m]
-            if quantize:
-                for q in range(m):
-                    d[q] = _quantize_u8(row[q])
-            else:
-                for q in range(m):
-                    d[q] = row[q]
-    else:
-        # dst: (pre, n_pix, n_out * post): pixel p's run of rows i0..i1 is contiguous
-        n = i1 - i0
+    n = i1 - i0
+    row = acc[:m]
+    for r in range(n):
+        _accumulate(src, idx, w, row, a, i0 + r, q0, m)
+        if transpose_out:
+            _store_row(row, stage[r, :m], m, quantize)
+        else:  # dst: (pre, n_out, n_pix * post)
+            _store_row(row, dst[a, i0 + r, q0 : q0 + m], m, quantize)
+    if transpose_out:
+        # dst: (pre, n_pix, n_out * post): pixel p's run of rows i0..i1 is contiguous; the
+        # staged tile is already rounded, so this is a plain copy (unrolled for 1 and 3)
         for p in range(p1 - p0):
             d = dst[a, p0 + p, i0 * post : i1 * post]
             if post == 1:
-                col = acc[:n, p]
-                if quantize:
-                    for r in range(n):
-                        d[r] = _quantize_u8(col[r])
-                else:
-                    for r in range(n):
-                        d[r] = col[r]
-            elif quantize:
+                col = stage[:n, p]
                 for r in range(n):
-                    for c in range(post):
-                        d[r * post + c] = _quantize_u8(acc[r, p * post + c])
+                    d[r] = col[r]
+            elif post == 3:
+                q = 3 * p
+                for r in range(n):
+                    s = stage[r]
+                    d[3 * r] = s[q]
+                    d[3 * r + 1] = s[q + 1]
+                    d[3 * r + 2] = s[q + 2]
             else:
                 for r in range(n):
+                    s = stage[r, p * post : (p + 1) * post]
                     for c in range(post):
-                        d[r * post + c] = acc[r, p * post + c]
+                        d[r * post + c] = s[c]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _nonfinite_chunk(flat, lo, hi):
+    # 0 * v is 0 for finite v and NaN for NaN/inf; reassociation lets the sum vectorise,
+    # and without the no-NaN flag the NaN survives.
+    seg = flat[lo:hi]  # a range variable as index: no wrap-around test, the loop vectorises
+    acc = 0.0
+    for p in range(seg.size):
+        acc += seg[p] * 0.0
+    return acc
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _pass(src, dst, idx, w, scratch, n_pix, post, rows, pix, quantize, transpose_out):
+def _pass(src, dst, idx, w, scratch, staging, n_pix, post, rows, pix, quantize, transpose_out, check):
+    # check: each task first scans its 1/n_tasks of src for NaN/inf (the finiteness check
+    # of the input, folded into the first pass's parallel region); returns how many found any
     n_pre = src.shape[0]
     n_out = idx.shape[0]
     row_blocks = (n_out + rows - 1) // rows
     pix_blocks = (n_pix + pix - 1) // pix
     n_tiles = n_pre * row_blocks * pix_blocks
     n_tasks = scratch.shape[0]
+    flat = src.reshape(-1)
+    bad = 0
     for t in prange(n_tasks):
+        if check:
+            v = _nonfinite_chunk(flat, t * flat.size // n_tasks, (t + 1) * flat.size // n_tasks)
+            bad += v != v
         acc = scratch[t]
+        stage = staging[t]
         for tile in range(t * n_tiles // n_tasks, (t + 1) * n_tiles // n_tasks):
             a = tile // (row_blocks * pix_blocks)
             rest = tile - a * row_blocks * pix_blocks
@@ -118,8 +234,11 @@ def _pass(src, dst, idx, w, scratch, n_pix, post, rows, pix, quantize, transpose
             pb = rest - rb * pix_blocks
             i0 = rb * rows
             p0 = pb * pix
-            _tile(src, dst, idx, w, acc, a, i0, min(i0 + rows, n_out), p0, min(p0 + pix, n_pix), post, quantize, transpose_out)
-    return dst
+            _tile(
+                src, dst, idx, w, acc, stage, a, i0, min(i0 + rows, n_out), p0, min(p0 + pix, n_pix),
+                post, quantize, transpose_out,
+            )
+    return bad
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -140,17 +259,6 @@ def _transpose_copy(src, dst, block):
     return dst
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _nonfinite_chunk(flat, lo, hi):
-    # 0 * v is 0 for finite v and NaN for NaN/inf; reassociation lets the sum vectorise,
-    # and without the no-NaN flag the NaN survives.
-    seg = flat[lo:hi]  # a range variable as index: no wrap-around test, the loop vectorises
-    acc = 0.0
-    for p in range(seg.size):
-        acc += seg[p] * 0.0
-    return acc
-
-
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _count_nonfinite(flat, n_tasks):
     n = 0
@@ -160,10 +268,39 @@ def _count_nonfinite(flat, n_tasks):
     return n
 
 
-def _run_pass(src4, dst4, indices, weights, quantize, transpose_out):
+_WORKSPACE = threading.local()
+
+
+def _buffer(slot: str, shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array for this thread's ``slot``, reused across calls.
+
+    Fresh ``np.empty`` intermediates cost more than the resize itself at 512 x 512: glibc
+    hands big blocks back to the kernel when they are freed (mmap, or a trimmed heap), so
+    every call page-faults its way through megabytes of new memory again (measured: ~1,100
+    minor faults, ~2 ms, per x1/2 call of a 512 x 512 x 3 float32 image, against a 1.1 ms
+    resize). Each thread keeps one growing buffer per slot instead (threads never share
+    one, so concurrent calls stay safe); buffers above ``config.CPU_WORKSPACE_MAX_BYTES``
+    are allocated per call and not kept, so a single huge batch does not pin its memory.
+    """
+    dtype = np.dtype(dtype)
+    n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes > int(config.CPU_WORKSPACE_MAX_BYTES):
+        return np.empty(shape, dtype=dtype)
+    cache = getattr(_WORKSPACE, "buffers", None)
+    if cache is None:
+        cache = _WORKSPACE.buffers = {}
+    buf = cache.get(slot)
+    if buf is None or buf.size < n_bytes:
+        buf = cache[slot] = np.empty(max(n_bytes, 64), dtype=np.uint8)
+    return buf[:n_bytes].view(dtype).reshape(shape)
+
+
+def _run_pass(src4, dst4, indices, weights, quantize, transpose_out, check=False) -> int:
     """Resample axis 1 of src4 (pre, L_in, n_pix, post) into dst4.
 
     dst4 is (pre, L_out, n_pix, post), or (pre, n_pix, L_out, post) when transposing.
+    With ``check``, also scan src4 for NaN/inf in the same parallel region; returns the
+    number of tasks that found some (0: all finite, or not checked).
     """
     n_pre, _l_in, n_pix, post = src4.shape
     n_out = indices.shape[0]
@@ -171,41 +308,53 @@ def _run_pass(src4, dst4, indices, weights, quantize, transpose_out):
     pix = max(1, min(int(config.CPU_TILE_INNER) // post, n_pix))
     n_tiles = n_pre * -(-n_out // rows) * -(-n_pix // pix)
     if n_tiles == 0:
-        return
+        return 0
     n_tasks = max(1, min(n_tiles, numba.get_num_threads() * config.CPU_TASKS_PER_THREAD))
-    scratch = np.empty((n_tasks, rows, pix * post), dtype=np.float64)
+    scratch = _buffer("scratch", (n_tasks, pix * post), np.float64)
+    staging = _buffer("staging", (n_tasks, rows if transpose_out else 0, pix * post), dst4.dtype)
     src3 = src4.reshape(n_pre, src4.shape[1], n_pix * post)
     if transpose_out:
         dst3 = dst4.reshape(n_pre, n_pix, n_out * post)
     else:
         dst3 = dst4.reshape(n_pre, n_out, n_pix * post)
-    _pass(src3, dst3, indices, weights, scratch, n_pix, post, rows, pix, quantize, transpose_out)
+    return int(_pass(src3, dst3, indices, weights, scratch, staging, n_pix, post, rows, pix, quantize, transpose_out, check))
 
 
-def resize4(x4: np.ndarray, out4: np.ndarray, steps, quantize: bool) -> None:
+def resize4(x4: np.ndarray, out4: np.ndarray, steps, quantize: bool, check_finite: bool = False) -> bool:
     """Run the axis passes ``steps`` = [(axis, indices, weights, key), ...] on (pre, H, W, post).
 
-    ``x4`` and ``out4`` are C-contiguous; intermediates are allocated here. The resampled
-    axis is always the outermost one of the buffer a pass reads (see the module docstring).
+    ``x4`` and ``out4`` are C-contiguous; intermediates live in this thread's workspace
+    (``_buffer``). The resampled axis is always the outermost one of the buffer a pass reads
+    (see the module docstring).
+
+    With ``check_finite``, returns True, with ``out4`` untouched, when x4 holds NaN/inf
+    (False otherwise). When a first pass writes an intermediate, the scan runs inside that
+    pass's parallel region (one thread wake-up and one read of the image fewer); a single
+    pass straight into ``out4`` scans first.
     """
+    fold = check_finite and len(steps) > 1
+    if check_finite and not fold and count_nonfinite(x4):
+        return True
     if not steps:
         np.copyto(out4, x4)
-        return
+        return False
     cur = x4
     transposed = False  # is cur laid out (pre, W, H, post)?
     for n, (axis, indices, weights, _key) in enumerate(steps):
         if (axis == 1) != transposed:  # the axis to resample is not outermost: transposing copy
-            tmp = np.empty((cur.shape[0], cur.shape[2], cur.shape[1], cur.shape[3]), dtype=cur.dtype)
+            tmp = _buffer("copy", (cur.shape[0], cur.shape[2], cur.shape[1], cur.shape[3]), cur.dtype)
             _transpose_copy(cur, tmp, int(config.CPU_TRANSPOSE_BLOCK))
             cur, transposed = tmp, not transposed
         last = n == len(steps) - 1
         # between passes: hand the other axis over as outermost; at the end: restore (H, W)
         transpose_out = transposed if last else True
         n_pre, _l, n_pix, post = cur.shape
-        dst = out4 if last else np.empty((n_pre, n_pix, indices.shape[0], post), dtype=cur.dtype)
-        _run_pass(cur, dst, indices, weights, quantize, transpose_out)
+        dst = out4 if last else _buffer(f"pass{n}", (n_pre, n_pix, indices.shape[0], post), cur.dtype)
+        if _run_pass(cur, dst, indices, weights, quantize, transpose_out, fold and n == 0):
+            return True  # dst is the workspace here: out4 is untouched
         cur = dst
         transposed = transposed != transpose_out
+    return False
 
 
 def count_nonfinite(x: np.ndarray) -> int:
