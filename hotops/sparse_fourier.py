@@ -337,6 +337,83 @@ def _check_tol(tol):
     return float(tol)
 
 
+def _pixel_step(ya, xa, t, n):
+    """(e, y - e) with e = H_t(y - x) per sample (numpy): one Numba pass, no temporaries."""
+    from hotops.kernels.topk_threshold import cpu
+
+    y2 = np.ascontiguousarray(ya).reshape(-1, n)
+    x2 = np.ascontiguousarray(xa).reshape(-1, n)
+    e2 = np.empty_like(y2)
+    z2 = np.empty_like(y2)
+    if y2.shape[0] and cpu.threshold_residual(y2, x2, t, e2, z2).any():
+        raise ValueError("c must be finite: the residual y - x holds NaN or inf")
+    return e2.reshape(ya.shape), z2.reshape(ya.shape)
+
+
+_BLAS_CONTROLLER = []
+
+
+def _one_blas_thread(enabled: bool):
+    """Context limiting the loaded BLAS libraries to one thread (a no-op when not ``enabled``
+    or without threadpoolctl).
+
+    IHT alternates BLAS products with Numba kernels; with both pools at full size, OpenBLAS's
+    threads spin-wait after every product while Numba's threads want the same cores. One BLAS
+    thread for the loop measured 204 -> 146 ms (median) for 1024 28x28 images, 10 iterations,
+    on a 2-core machine with 2 Numba threads.
+    """
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext()
+    if not _BLAS_CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER.append(ThreadpoolController().select(user_api="blas"))
+        except Exception:  # threadpoolctl missing or failing: leave the pools as they are
+            _BLAS_CONTROLLER.append(None)
+    ctl = _BLAS_CONTROLLER[0]
+    return ctl.limit(limits=1) if ctl is not None else contextlib.nullcontext()
+
+
+def _iht_loop(xp, y2, x_hat, e_hat, iters, active, k, t, n, n_iter, tol, transform, sizes, d, w, real_fft):
+    """Algorithm 1's iterations on the (b, *sizes) batch y2 (see :func:`iht`)."""
+    b = y2.shape[0]
+    for _p in range(n_iter):
+        if active.size == 0:
+            break
+        full = active.size == b  # every sample still running: no gathers, no scatters
+        idx = active if xp is np else xp.asarray(active)
+        ya = y2 if full else y2[idx]
+        xa = x_hat if full else x_hat[idx]
+        if xp is np:  # H_t in pixel space and y - e in one pass, no temporaries
+            e_new, z = _pixel_step(ya, xa, t, n)
+        else:
+            r = (ya - xa).reshape(active.size, n)
+            e_new = topk_threshold(r, t, out=r).reshape(ya.shape)  # H_t in pixel space
+            z = ya - e_new
+        C = _forward(z, transform, d, w, real_fft)
+        C, _ = _select(C, k, transform, sizes, real_fft)
+        x_new = _inverse(C, transform, sizes, w, real_fft, y2.dtype)
+        iters[active] += 1
+        if tol > 0:
+            diff = (x_new - xa).reshape(active.size, n)
+            xn = x_new.reshape(active.size, n)
+            change = xp.sqrt(xp.einsum("ij,ij->i", diff, diff))
+            norm = xp.sqrt(xp.einsum("ij,ij->i", xn, xn))
+            done = change <= tol * norm
+            done = done.get() if hasattr(done, "get") else np.asarray(done)
+        if full:
+            x_hat, e_hat = x_new, e_new
+        else:
+            x_hat[idx] = x_new
+            e_hat[idx] = e_new
+        if tol > 0:
+            active = active[~done]
+    return x_hat, e_hat
+
+
 def iht(y, k, t, n_iter=20, tol=1e-6, transform="dct", axes=(-2, -1), *, return_iterations=False, workers=None):
     """Iterative hard thresholding: split y = x + e into a k-sparse x (in F) and a t-sparse e.
 
@@ -410,33 +487,9 @@ def iht(y, k, t, n_iter=20, tol=1e-6, transform="dct", axes=(-2, -1), *, return_
     iters = np.zeros(b, np.int64)
     active = np.arange(b)
     real_fft = transform == "fft"
-    for _p in range(n_iter):
-        if active.size == 0:
-            break
-        full = active.size == b  # every sample still running: no gathers, no scatters
-        idx = active if xp is np else xp.asarray(active)
-        ya = y2 if full else y2[idx]
-        xa = x_hat if full else x_hat[idx]
-        r = (ya - xa).reshape(active.size, n)
-        e_new = topk_threshold(r, t, out=r).reshape(ya.shape)  # H_t in pixel space
-        C = _forward(ya - e_new, transform, d, w, real_fft)
-        C, _ = _select(C, k, transform, sizes, real_fft)
-        x_new = _inverse(C, transform, sizes, w, real_fft, y2.dtype)
-        iters[active] += 1
-        if tol > 0:
-            diff = (x_new - xa).reshape(active.size, n)
-            xn = x_new.reshape(active.size, n)
-            change = xp.sqrt(xp.einsum("ij,ij->i", diff, diff))
-            norm = xp.sqrt(xp.einsum("ij,ij->i", xn, xn))
-            done = change <= tol * norm
-            done = done.get() if hasattr(done, "get") else np.asarray(done)
-        if full:
-            x_hat, e_hat = x_new, e_new
-        else:
-            x_hat[idx] = x_new
-            e_hat[idx] = e_new
-        if tol > 0:
-            active = active[~done]
+    with _one_blas_thread(xp is np):
+        x_hat, e_hat = _iht_loop(xp, y2, x_hat, e_hat, iters, active, k, t, n, n_iter, tol, transform, sizes, d, w,
+                                 real_fft)
     x_out = _from_end(x_hat.reshape(*lead, *sizes), axes)
     e_out = _from_end(e_hat.reshape(*lead, *sizes), axes)
     if return_iterations:

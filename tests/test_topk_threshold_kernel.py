@@ -251,3 +251,31 @@ def test_cupy_sparse_project_and_iht_on_gpu():
     xh, eh = iht(cupy.asarray(x), 40, 20, n_iter=5)
     xr, er = iht(x, 40, 20, n_iter=5)
     np.testing.assert_allclose(cupy.asnumpy(xh), xr, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "constant"])
+def test_short_row_select_matches_radix(kind, rng, monkeypatch):
+    """Rows with k << n take cpu._group_select; same result as the radix select and the reference."""
+    from hotops.kernels.topk_threshold import hermitian_threshold
+
+    for n, k in [(784, 40), (300, 3), (1000, 1), (4096, 100)]:
+        assert cpu.groups_for(n, k) > 0
+        for dtype in REAL + COMPLEX:
+            c = draw(rng, (6, n), dtype, kind)
+            out, mask = topk_threshold(c, k, return_mask=True)
+            ref_out, ref_mask = reference.topk_threshold(c, k)
+            np.testing.assert_array_equal(mask, ref_mask)
+            np.testing.assert_array_equal(out, ref_out)
+    X = np.fft.rfft2(draw(rng, (5, 28, 28), np.float64, kind), norm="ortho")
+    y, x = draw(rng, (5, 784), np.float32, kind), draw(rng, (5, 784), np.float32, "normal")
+    got = [hermitian_threshold(X, kk, (28, 28)) for kk in (1, 40, 41)]
+    e, z = np.empty_like(y), np.empty_like(y)
+    assert not cpu.threshold_residual(y, x, 20, e, z).any()
+    monkeypatch.setattr(config, "CPU_SHORT_ROW_MAX", 0)  # the radix select on the same rows
+    for kk, (out, mask) in zip((1, 40, 41), got):
+        ref_out, ref_mask = hermitian_threshold(X, kk, (28, 28))
+        np.testing.assert_array_equal(mask, ref_mask)
+        np.testing.assert_array_equal(out, ref_out)
+    ref_e = topk_threshold(y - x, 20)
+    np.testing.assert_array_equal(e, ref_e)
+    np.testing.assert_array_equal(z, y - ref_e)

@@ -6,6 +6,12 @@ pass histograms the top bits (exponent + 3 mantissa bits: bins of 1/8 octave), w
 clearing only the bins that the row uses, so the crossing bin usually holds a handful of
 candidates, which a guarded quickselect finishes.
 
+``CPU_SHORT_ROW_MAX`` / ``CPU_SHORT_ROW_RATIO``: rows of at most that many entries with
+``RATIO * (k + 1) <= n`` take the short-row select (``cpu._group_select``: a lower bound from
+2 (k + 1) strided group maxima, then a quickselect among the few entries above it) instead
+of the radix select, whose histogram passes dominate rows of a few hundred entries.
+Tests set ``CPU_SHORT_ROW_MAX = 0`` to run the radix path on the same inputs.
+
 ``CUDA_THREADS``: threads per block of the GPU select (one block per row, 256-bin shared
 histogram, 8 bits per pass). Must be a power of two (the block prefix sum assumes it).
 
@@ -13,6 +19,8 @@ histogram, 8 bits per pass). Must be a power of two (the block prefix sum assume
 chunks of the row, partial histograms merged in global memory). Tests shrink both.
 """
 CPU_FIRST_BITS_32 = 11
+CPU_SHORT_ROW_MAX = 4096
+CPU_SHORT_ROW_RATIO = 8
 CPU_FIRST_BITS_64 = 14
 CUDA_THREADS = 256
 CUDA_ROW_MAX = 65536
