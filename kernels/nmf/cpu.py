@@ -282,20 +282,26 @@ def frob_update_W(X, W, H, G, numW, DW, l1, l2, gamma, zthr, eps, T):
 
 
 @numba.njit(cache=True, nogil=True)
-def _frob_H_task(X, W, part, gpart):
-    np.dot(W.T, X, part)
+def _frob_H_task(X, W, part, gpart, trans):
+    if trans:
+        np.dot(X.T, W, part)
+    else:
+        np.dot(W.T, X, part)
     np.dot(W.T, W, gpart)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def frob_parts_H(X, W, parts, gparts):
-    """parts[t] = W_t^T X_t, gparts[t] = W_t^T W_t over each task's rows (summed by the caller)."""
+def frob_parts_H(X, W, parts, gparts, trans):
+    """parts[t] = W_t^T X_t (``trans``: its transpose X_t^T W_t, parts (T, n, r)),
+    gparts[t] = W_t^T W_t over each task's rows (summed in ``finish_H``). One-thread
+    OpenBLAS measured here: float32 X_t^T W_t 2.8 ms vs W_t^T X_t 3.4 ms (1000 x 1500,
+    r = 32), float64 the other way round (5.6 vs 3.0 ms)."""
     m = X.shape[0]
     T = parts.shape[0]
     for t in prange(T):
         lo, hi = _span(t, T, m)
         if hi > lo:
-            _frob_H_task(X[lo:hi], W[lo:hi], parts[t], gparts[t])
+            _frob_H_task(X[lo:hi], W[lo:hi], parts[t], gparts[t], trans)
         else:
             parts[t][:] = 0
             gparts[t][:] = 0
@@ -353,15 +359,24 @@ def kl_parts_H(X, W, H, A, parts, eps, bs):
 
 
 @numba.njit(cache=True, nogil=True)
-def finish_H(H, parts, gparts, DH, s, kind, l1, l2, gamma, zthr, eps):
-    """The H update from the tasks' partial numerators: num = sum_t parts[t] (into parts[0]);
-    Frobenius: den = (sum_t gparts[t]) H (BLAS, into DH); KL: den = s[k] (W's column sums,
-    0 -> 1). Then the fused pass on H (r, n)."""
+def finish_H(H, parts, trans, numH, gparts, DH, s, kind, l1, l2, gamma, zthr, eps):
+    """The H update from the tasks' partial numerators: num = sum_t parts[t] (into parts[0];
+    ``trans``: parts are (T, n, r), summed into numH); Frobenius: den = (sum_t gparts[t]) H
+    (BLAS, into DH); KL: den = s[k] (W's column sums, 0 -> 1). Then the fused pass on H."""
     T = parts.shape[0]
-    num = parts[0]
-    for t in range(1, T):
-        num += parts[t]
     r, n = H.shape
+    if trans:
+        num = numH
+        for j in range(n):
+            for k in range(r):
+                acc = parts[0, j, k]
+                for t in range(1, T):
+                    acc += parts[t, j, k]
+                num[k, j] = acc
+    else:
+        num = parts[0]
+        for t in range(1, T):
+            num += parts[t]
     if kind == FROB:
         G = gparts[0]
         for t in range(1, T):
@@ -649,6 +664,54 @@ def sparse_div(indptr, indices, data, weights, has_w, F, G, kind, beta, eps):
     return out
 
 
+@numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _sparse_kl_rows(indptr, indices, data, F, G, eps, lo, hi, q, xs, e):
+    # q, xs, e: scratch of the longest row; the ratios of a row first, then one vectorised
+    # log pass over them (``_sum_xlog``)
+    r = F.shape[1]
+    tiny = 2.2250738585072014e-308
+    a0 = 0.0
+    a1 = 0.0
+    for i in range(lo, hi):
+        Fi = F[i]
+        e0 = indptr[i]
+        ln = indptr[i + 1] - e0
+        for t in range(ln):
+            Gj = G[indices[e0 + t]]
+            wh = 0.0
+            for k in range(r):
+                wh += np.float64(Fi[k]) * Gj[k]
+            x = np.float64(data[e0 + t])
+            qj = x / max(wh, eps)
+            big = x > eps
+            ok = big and qj >= tiny
+            q[t] = qj if ok else 1.0
+            xs[t] = x if ok else 0.0
+            a1 += x if big else 0.0
+            if big and not ok:  # subnormal ratio: libm
+                a0 += x * math.log(qj)
+        if ln:
+            a0 += _sum_xlog(xs[:ln], q[:ln], e[:ln])
+    return a0, a1
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def sparse_div_kl(indptr, indices, data, F, G, eps, chunk, maxrow):
+    """``sparse_div`` for unweighted KL (columns 0 and 1 of its output; per task, not per
+    row): the logs by ``_sum_xlog`` (measured 15 -> 3 ns per entry against libm's log)."""
+    p = F.shape[0]
+    n_tasks = (p + chunk - 1) // chunk
+    out = np.zeros((n_tasks, 4), np.float64)
+    for t in prange(n_tasks):
+        q = np.empty(maxrow, np.float64)
+        xs = np.empty(maxrow, np.float64)
+        e = np.empty(maxrow, np.float64)
+        a0, a1 = _sparse_kl_rows(indptr, indices, data, F, G, eps, t * chunk, min(p, (t + 1) * chunk), q, xs, e)
+        out[t, 0] = a0
+        out[t, 1] = a1
+    return out
+
+
 # --------------------------------------------------------------------------- batched
 
 # The per-problem products go to BLAS (numba's np.dot with ``out``, through scipy's BLAS):
@@ -899,7 +962,8 @@ class DenseProblem:
         self.bs = max(1, min(m, config.DENSE_TASK_ROWS))
         if self.blas_in_tasks:
             # per-task partial numerators / Gram matrices of the H update, summed in finish_H
-            self.parts = np.empty((T, r, n), dt)
+            self.trans = self.plain_frob and dt == np.float32
+            self.parts = np.empty((T, n, r) if self.trans else (T, r, n), dt)
             self.gparts = np.empty((T, r, r), dt)
             self.DH = np.empty((r, n), dt)
             self.blk = np.empty((T, self.bs, n), dt)  # objective: WH by row blocks
@@ -946,14 +1010,16 @@ class DenseProblem:
         p = self.p
         block = config.CPU_COL_BLOCK
         if self.plain_frob:
-            frob_parts_H(self.X, W, self.parts, self.gparts)
-            finish_H(H, self.parts, self.gparts, self.DH, self.s0, FROB, l1, l2, p.gamma, p.zH, p.eps)
+            frob_parts_H(self.X, W, self.parts, self.gparts, self.trans)
+            finish_H(H, self.parts, self.trans, self.numH, self.gparts, self.DH, self.s0, FROB, l1, l2,
+                     p.gamma, p.zH, p.eps)
             return
         if self.plain_kl:
             kl_parts_H(self.X, W, H, self.A, self.parts, p.eps, self.bs)
             s = W.sum(axis=0)
             s[s == 0] = 1.0
-            finish_H(H, self.parts, self.gparts, self.DH, s, KL, l1, l2, p.gamma, p.zH, p.eps)
+            finish_H(H, self.parts, False, self.numH, self.gparts, self.DH, s, KL, l1, l2, p.gamma,
+                     p.zH, p.eps)
             return
         self._weights(W, H)
         np.dot(W.T, self.A, out=self.numH)
@@ -1118,8 +1184,13 @@ class SparseProblem:
             res = (norm_X + norm_WH - 2.0 * cross) / 2.0
             with np.errstate(invalid="ignore"):
                 return float(np.sqrt(np.float64(res * 2)))
-        parts = sparse_div(self.indptr, self.indices, self.data, self.w, self.has_w, W, Ht,
-                           p.kind, p.beta, p.eps).sum(axis=0)
+        if p.kind == KL and not self.has_w:
+            maxrow = int(np.diff(self.indptr).max()) if m else 0
+            parts = sparse_div_kl(self.indptr, self.indices, self.data, W, Ht, p.eps,
+                                  config.CPU_ROW_CHUNK * 4, max(maxrow, 1)).sum(axis=0)
+        else:
+            parts = sparse_div(self.indptr, self.indices, self.data, self.w, self.has_w, W, Ht,
+                               p.kind, p.beta, p.eps).sum(axis=0)
         if self.has_w:
             return float(np.sqrt(2.0 * max(parts[3], 0.0)))
         sum_wh = float(np.dot(W.sum(axis=0), Ht.sum(axis=0))) if p.kind == KL else 0.0
