@@ -32,7 +32,34 @@ def _fallback_(g: Tensor, bound: float) -> int:
     return n
 
 
-@torch.no_grad()
+_STRIDED = torch.strided
+_TENSOR_TYPES = frozenset({Tensor, torch.nn.Parameter})
+
+
+def _cpu_fast_path(parameters, theta: float, lr: float):
+    """(clipped, total) when every gradient is a contiguous CPU tensor of one float32/float64
+    dtype (a model on the CPU), else None.
+
+    One list comprehension per check over the gradients, no per-parameter Python branches:
+    about 1 us per parameter (VDSR: 40 parameters in ~35 us, where the general loop below
+    took ~200 us, more than the clipping itself).
+    """
+    if not set(map(type, parameters)) <= _TENSOR_TYPES:
+        return None  # subclasses and non-tensors: the general path checks and names them
+    grads = [p.grad for p in parameters]
+    grads = [g for g in grads if g is not None]
+    if not grads:
+        return 0, 0
+    dtypes = {g.dtype for g in grads}
+    if len(dtypes) != 1:
+        return None
+    dtype = _NUMPY_OF.get(dtypes.pop())
+    if dtype is None or not all([g.is_cpu and g.layout is _STRIDED and g.is_contiguous() for g in grads]):
+        return None
+    # raw addresses: `grads` keeps the memory alive during the call
+    return _kernel.clip_grad_adjustable_addresses_([g.data_ptr() for g in grads], [g.numel() for g in grads], dtype, theta, lr)
+
+
 def clip_grad_adjustable_(parameters: Tensor | Iterable[Tensor], theta: float, lr: float, *, return_fraction: bool = True):
     """Clip each gradient element to [-theta/lr, theta/lr] in place; return the fraction clipped.
 
@@ -63,6 +90,20 @@ def clip_grad_adjustable_(parameters: Tensor | Iterable[Tensor], theta: float, l
     bound = _kernel.clip_bound(theta, lr)
     if isinstance(parameters, Tensor):
         parameters = [parameters]
+    elif not isinstance(parameters, (list, tuple)):
+        parameters = list(parameters)
+    fast = _cpu_fast_path(parameters, theta, lr)
+    if fast is not None:
+        clipped, total = fast
+        if not return_fraction:
+            return None
+        return clipped / total if total else 0.0
+    with torch.no_grad():
+        return _general(parameters, theta, lr, bound, return_fraction)
+
+
+def _general(parameters, theta: float, lr: float, bound: float, return_fraction: bool):
+    # any mix of devices, dtypes and layouts; names the offending parameter on bad input
     grads = []
     for i, p in enumerate(parameters):
         if not isinstance(p, Tensor):

@@ -22,6 +22,8 @@ __all__ = ["clip_grad_adjustable_", "clip_grad_adjustable_addresses_", "clip_bou
 _CPU_DTYPES = (np.float32, np.float64)
 _CUDA_DTYPES = (np.float16, np.float32, np.float64)
 _CPU_SET = frozenset(np.dtype(d) for d in _CPU_DTYPES)
+# dtype spellings the raw-address entry accepts (a dict lookup per call, not np.dtype())
+_ADDRESS_DTYPES = {k: np.dtype(d) for d in _CPU_DTYPES for k in (d, np.dtype(d), np.dtype(d).name)}
 _CUDA_SET = frozenset(np.dtype(d) for d in _CUDA_DTYPES)
 
 
@@ -177,21 +179,26 @@ def clip_grad_adjustable_addresses_(addresses, sizes, dtype, theta, lr) -> tuple
     parameters. Everything else is as :func:`clip_grad_adjustable_`.
     """
     bound = clip_bound(theta, lr)
-    dtype = np.dtype(dtype)
-    if dtype not in _CPU_SET:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    addresses = np.ascontiguousarray(addresses, dtype=np.int64)
-    sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+    try:
+        dtype = _ADDRESS_DTYPES[dtype]
+    except (KeyError, TypeError):  # another spelling, or not a dtype at all
+        dtype = np.dtype(dtype)
+        if dtype not in _CPU_SET:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}") from None
+    addresses = np.asarray(addresses, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.int64)
     if addresses.ndim != 1 or addresses.shape != sizes.shape:
         raise ValueError(f"addresses and sizes must be 1-D of one length, got {addresses.shape} and {sizes.shape}")
-    if sizes.size and sizes.min() < 0:
-        raise ValueError("sizes must be >= 0")
+    if not sizes.size:
+        return 0, 0
     from . import cpu as impl
 
-    total = int(sizes.sum())
-    if not total:
-        return 0, 0
-    return impl.clip_addresses(addresses, sizes, config.CPU_CHUNK, dtype.type(bound)), total
+    if not (addresses.flags.c_contiguous and sizes.flags.c_contiguous):
+        addresses, sizes = np.ascontiguousarray(addresses), np.ascontiguousarray(sizes)
+    clipped = impl.clip_addresses(addresses, sizes, config.CPU_CHUNK, dtype.type(bound))
+    if clipped < 0:
+        raise ValueError("sizes must be >= 0")
+    return clipped, int(sizes.sum())
 
 
 def _result(clipped: int, total: int, return_fraction: bool, return_count: bool):
