@@ -17,12 +17,20 @@ CPU, a 512x512 RGB float32 image in [0, 1) at x1/2, x1/3, x1/4 and x2:
 * ``torch`` (baseline): ``F.interpolate(t, size=..., mode='bicubic', antialias=True,
   align_corners=False)`` on the (1, 3, H, W) tensor. Given MATLAB's output size, torch
   samples at in/out rather than at the requested scale (x1/3: 512/171), and clamps borders;
-* ``numpy`` (baseline): the same MATLAB algorithm written as plain vectorised numpy
-  (``imresize_numpy`` below): per-axis (taps x outputs) index and weight tables, cached
-  like hotops' own, then one ``np.take`` gather and multiply-add per tap over the whole
-  image, in float32 (the fastest of the plain variants tried: moveaxis + fancy indexing
-  and preallocated ``out=`` buffers were slower). The issue's target: hotops >= 20x
-  faster than this reference.
+* ``numpy_reference`` (baseline): ``tests/reference.py``'s ``imresize_matlab``, the "slow
+  numpy reference of the same algorithm" that the issue names (under Tests) and that the
+  test-suite checks hotops against: MATLAB's ``contributions`` per call, then one output
+  row and one tap at a time as whole-row numpy operations, in float64 (its result is
+  float64). The issue's target "at least 20x faster than the numpy reference" is measured
+  against this row (column ``numpy_reference / impl``). Skipped, with a reason, when the
+  checkout's ``tests/`` folder is not there;
+* ``numpy`` (baseline, the stricter one): the same MATLAB algorithm written as plain
+  *vectorised* numpy for this benchmark (``imresize_numpy`` below): per-axis
+  (taps x outputs) index and weight tables, cached like hotops' own, then one ``np.take``
+  gather and multiply-add per tap over the whole image, in float32 (the fastest of the
+  plain variants tried: moveaxis + fancy indexing and preallocated ``out=`` buffers were
+  slower). About 2-3x faster than ``numpy_reference``, so ``numpy / impl`` is the
+  harder ratio; both are shown.
 
 Every row's ``extra_info["max_abs_diff_vs_matlab"]`` is its max |difference| from the
 MATLAB-exact result: hotops' float64 resize of the same pixels, which matches MATLAB's
@@ -60,7 +68,7 @@ CHANNELS = 3
 SCALES = [Fraction(1, 2), Fraction(1, 3), Fraction(1, 4), Fraction(2)]
 CUDA_SHAPE = (64, 3, 256, 256)
 CUDA_SCALES = [Fraction(1, 2), Fraction(2)]
-BASELINES = ("pillow", "torch", "numpy")
+BASELINES = ("pillow", "torch", "numpy", "numpy_reference")
 DIFF_KEY = "max_abs_diff_vs_matlab"
 INNER_KEY = "max_abs_diff_vs_matlab_interior"
 MARGIN = 8  # output pixels left out at each border for INNER_KEY (beyond every kernel's reach)
@@ -131,6 +139,21 @@ def imresize_numpy(x: np.ndarray, scale: float) -> np.ndarray:
     return _resize_axis_numpy(y, 1, ow, scale)
 
 
+@functools.lru_cache(maxsize=None)
+def _reference_module():
+    """tests/reference.py of this checkout (the issue's slow numpy reference), or None."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "reference.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("_hotops_tests_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # --- the other implementations -----------------------------------------------------------
 
 
@@ -170,7 +193,7 @@ def _cpu_matlab(scale: Fraction) -> np.ndarray:
     return kr.imresize(hwc.astype(np.float64), scale=float(scale))
 
 
-CPU_IMPLS = ("hotops", "hotops_torch", "pillow", "torch", "numpy")
+CPU_IMPLS = ("hotops", "hotops_torch", "pillow", "torch", "numpy", "numpy_reference")
 
 
 def _cpu_call(impl: str, scale: Fraction):
@@ -195,6 +218,9 @@ def _cpu_call(impl: str, scale: Fraction):
         return (lambda t: _torch_interpolate(t, out_hw)), (nchw,), from_nchw
     if impl == "numpy":
         return (lambda a: imresize_numpy(a, s)), (hwc,), same
+    if impl == "numpy_reference":
+        reference = _reference_module()
+        return (lambda a: reference.imresize_matlab(a, scale=s)), (hwc,), same
     raise ValueError(f"unknown implementation {impl!r}")
 
 
@@ -204,6 +230,8 @@ def _cpu_call(impl: str, scale: Fraction):
 def test_imresize_image(bench, benchmark, device, scale, impl):
     if impl == "pillow":
         pytest.importorskip("PIL", reason="Pillow is not installed")
+    if impl == "numpy_reference" and _reference_module() is None:
+        pytest.skip("numpy_reference: tests/reference.py is not in this checkout")
     fn, args, to_hwc = _cpu_call(impl, scale)
     h, w = CPU_HW
     out_hw = kr.resize_plan(CPU_HW, scale=float(scale)).out_hw
@@ -233,7 +261,7 @@ def test_imresize_image(bench, benchmark, device, scale, impl):
 def _free_cached_inputs():
     """Drop the cached inputs and MATLAB results (GPU memory included) after this module."""
     yield
-    for cached in (_cpu_input, _cpu_matlab, _cuda_input, _cuda_matlab, numpy_tables):
+    for cached in (_cpu_input, _cpu_matlab, _cuda_input, _cuda_matlab, numpy_tables, _reference_module):
         cached.cache_clear()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
