@@ -153,6 +153,33 @@ def _use_dct_matmul(a, d: int) -> bool:
             and max(a.shape[a.ndim - d:]) <= DCT_MATMUL_MAX)
 
 
+@functools.lru_cache(maxsize=32)
+def _dct_mats_2d(h: int, w: int, dtype) -> tuple[np.ndarray, ...]:
+    """(Dw^T, Dh, Dw, Dh^T), C-contiguous, for ``kernels.topk_threshold.cpu.dct_project_small``."""
+    Dh = _dct_matrix(h, dtype)
+    Dw = _dct_matrix(w, dtype)
+    return _dct_matrix(w, dtype, True), Dh, Dw, _dct_matrix(h, dtype, True)
+
+
+def _dct_project_fused(xm, k, lead, sizes):
+    """sparse_project's DCT of real numpy images with both sides <= DCT_MATMUL_MAX, in one
+    Numba pass over the batch (transform, select and inverse per image while it is in cache;
+    single-threaded BLAS inside the parallel region). Measured on 1024x28x28 float32, k = 40,
+    2 threads: 4.6-8.8 ms against 9-14 ms for the batched GEMMs + select + GEMMs it replaces."""
+    from hotops.kernels.topk_threshold import cpu
+
+    h, w = sizes
+    x3 = np.ascontiguousarray(xm.reshape(-1, h, w))
+    out3 = np.empty_like(x3)
+    mask2 = np.empty((x3.shape[0], h * w), np.bool_)
+    if x3.shape[0]:
+        with _one_blas_thread(True):
+            bad = cpu.dct_project_small(x3, k, _dct_mats_2d(h, w, x3.dtype), out3, mask2)
+        if bad.any():
+            raise ValueError(f"x must be finite: {int(bad.sum())} sample(s) hold NaN or inf")
+    return out3.reshape(*lead, h, w), mask2.reshape(*lead, h, w)
+
+
 def _forward(xm, transform, d, workers, real_fft):
     xp, fft = _xp_fft(xm)
     ax = tuple(range(xm.ndim - d, xm.ndim))
@@ -293,6 +320,10 @@ def sparse_project(x, k, transform="dct", axes=(-2, -1), *, return_mask=False, w
         raise ValueError(f"x has no entries over axes {axes} (shape {tuple(x.shape)})")
     k = check_k("k", k, n)
     real_fft = transform == "fft" and np.dtype(x.dtype).kind == "f"
+    if transform == "dct" and _use_dct_matmul(xm, len(axes)) and len(axes) == 2:
+        y, mask = _dct_project_fused(xm, k, lead, sizes)
+        y = _from_end(y, axes)
+        return (y, mask) if return_mask else y
     w = _workers(workers)
     C = _forward(xm, transform, len(axes), w, real_fft)
     C, mask = _select(C, k, transform, sizes, real_fft, stream)

@@ -216,3 +216,20 @@ def test_bad_input():
     with pytest.raises(TypeError, match="integer dtype"):
         iht(x.astype(np.int64), 3, 2, transform="fft")
     np.testing.assert_array_equal(x, np.ones((2, 4, 4)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_small_dct_matches_batched_path(dtype, rng):
+    """Small images take the fused per-image kernel; same result and support as the batched
+    GEMM + select + GEMM path (ties included: integer images)."""
+    from hotops import sparse_fourier as sf
+
+    for x in (rng.standard_normal((40, 28, 28)), rng.integers(0, 3, (40, 28, 28)), np.zeros((3, 28, 28))):
+        x = x.astype(dtype)
+        for k in (1, 40, 784):
+            y, mask = sparse_project(x, k, "dct", return_mask=True)
+            C, ref_mask = sf._select(sf._forward(x, "dct", 2, 1, False), k, "dct", (28, 28), False)
+            ref = sf._inverse(C, "dct", (28, 28), 1, False, x.dtype)
+            np.testing.assert_array_equal(mask, ref_mask)
+            np.testing.assert_allclose(y, ref, atol=1e-5 if dtype == np.float32 else 1e-12)
+            assert (mask.reshape(len(x), -1).sum(axis=1) == k).all()

@@ -578,3 +578,83 @@ def threshold_hermitian(x2: np.ndarray, partner: np.ndarray, k: int, out2: np.nd
 
 def apply_mask(x2: np.ndarray, mask2: np.ndarray, out2: np.ndarray) -> None:
     _apply_mask(x2, mask2, out2)
+
+
+# --------------------------------------------------------------------------- small 2-D DCT
+#
+# y = Dh^T H_k(Dh x Dw^T) Dw for small real images (sides <= 64), one image at a time per
+# task: the products are single-threaded BLAS calls (np.dot with out) on the image's own
+# 28x28-sized blocks, the select runs on the coefficients while they are in L1, then the
+# inverse's two products. One parallel region for the whole
+# batch: no (B, h, w) temporaries, and no OpenBLAS thread pool spin-waiting against
+# Numba's between a batched product and the select (the caller limits BLAS to one thread).
+
+
+@numba.njit(cache=True, nogil=True)
+def _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi, G, kf, kb):
+    # kf: a float scratch row of x's dtype, kb: the same memory as unsigned integers (the keys
+    # are |C|'s own bits: 31-bit keys for float32 keep the first histogram at 32 KB).
+    _, h, w = x.shape
+    n = h * w
+    T = np.empty((h, w), x.dtype)
+    C = np.empty((h, w), x.dtype)
+    Ck = np.empty((h, w), x.dtype)
+    Z = np.empty((h, w), x.dtype)
+    cflat = C.reshape(n)
+    ckflat = Ck.reshape(n)
+    keys = np.empty(n, np.uint64)
+    cand = np.empty(n, np.int64)
+    ck = np.empty(n, np.uint64)
+    hist = np.zeros(2 << max(first_bits, 8), np.int64)
+    wd = np.empty(1, np.uint8)
+    gm, cand2, ck2, cw2 = _group_scratch(G, n)
+    bad_key = U64(0xFF) << U64(nbits - 8) if nbits == 31 else U64(0x7FF) << U64(nbits - 11)
+    for b in range(lo, hi):
+        np.dot(x[b], DwT, T)
+        np.dot(Dh, T, C)
+        for j in range(n):
+            kf[j] = abs(cflat[j])
+        kmax = U64(0)
+        for j in range(n):
+            kv = U64(kb[j])
+            keys[j] = kv
+            kmax = max(kmax, kv)
+        if kmax >= bad_key:
+            bad[b] = 1
+            continue
+        t_key, rem, keep_all, m = _select(keys, kmax, wd, False, n, k, n, nbits, first_bits, hist, cand, ck, wd, G,
+                                          gm, cand2, ck2, cw2)
+        _write_row(cflat, keys, ckflat, mask[b] if want_mask else mask[0], want_mask, t_key, rem, keep_all,
+                   cflat[0] * 0, cand, m)
+        np.dot(Ck, Dw, Z)
+        np.dot(DhT, Z, out[b])
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _dct_project(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, n_tasks, G, kf, kb):
+    n_rows = x.shape[0]
+    for task in prange(n_tasks):
+        lo, hi = _task_rows(task, n_tasks, n_rows)
+        _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi, G, kf[task],
+                  kb[task])
+
+
+def dct_project_small(x3: np.ndarray, k: int, mats, out3: np.ndarray, mask2: np.ndarray | None) -> np.ndarray:
+    """y = Dh^T H_k(Dh x Dw^T) Dw for every image of the C-contiguous (B, h, w) float array x3.
+
+    ``mats`` = (Dw^T, Dh, Dw, Dh^T), C-contiguous, x3's dtype (Dh: the orthonormal DCT-II
+    matrix of size h). out3: (B, h, w); mask2: (B, h * w) bool or None. Ties keep the lower
+    flat index u * w + v. Call with BLAS limited to one thread (the products run inside the
+    parallel region). Returns the (B,) uint8 flags of images with non-finite coefficients.
+    """
+    B, h, w = x3.shape
+    bad = np.zeros(B, np.uint8)
+    want_mask = mask2 is not None
+    m = mask2 if want_mask else np.empty((1, 1), np.bool_)
+    DwT, Dh, Dw, DhT = mats
+    utype, _absmask, _bad_key, nbits = _REAL[x3.dtype]
+    n_tasks = _n_tasks(B)
+    kf = np.empty((n_tasks, h * w), x3.dtype)
+    _dct_project(x3, out3, m, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits_for(nbits), bad, n_tasks,
+                 groups_for(h * w, k), kf, kf.view(utype))
+    return bad
