@@ -518,6 +518,18 @@ def iht(y, k, t, n_iter=20, tol=1e-6, transform="dct", axes=(-2, -1), *, return_
     iters = np.zeros(b, np.int64)
     active = np.arange(b)
     real_fft = transform == "fft"
+    if transform == "dct" and d == 2 and _use_dct_matmul(y2, d):
+        # small real images: every iteration of every image in one Numba pass (same arithmetic)
+        from hotops.kernels.topk_threshold import cpu
+
+        if b:
+            with _one_blas_thread(True):
+                bad = cpu.iht_dct_small(y2, k, t, n_iter, tol, _dct_mats_2d(*sizes, y2.dtype), x_hat, e_hat, iters)
+            if bad.any():
+                raise ValueError(f"the IHT iterates of {int(bad.sum())} sample(s) overflowed (not finite)")
+        x_out = _from_end(x_hat.reshape(*lead, *sizes), axes)
+        e_out = _from_end(e_hat.reshape(*lead, *sizes), axes)
+        return (x_out, e_out, iters.reshape(lead)) if return_iterations else (x_out, e_out)
     with _one_blas_thread(xp is np):
         x_hat, e_hat = _iht_loop(xp, y2, x_hat, e_hat, iters, active, k, t, n, n_iter, tol, transform, sizes, d, w,
                                  real_fft)

@@ -233,3 +233,17 @@ def test_fused_small_dct_matches_batched_path(dtype, rng):
             np.testing.assert_array_equal(mask, ref_mask)
             np.testing.assert_allclose(y, ref, atol=1e-5 if dtype == np.float32 else 1e-12)
             assert (mask.reshape(len(x), -1).sum(axis=1) == k).all()
+
+
+def test_fused_small_iht_matches_iteration_loop(rng, monkeypatch):
+    """Small DCT images run IHT in one fused kernel; same iterates and stops as the loop."""
+    from hotops import sparse_fourier as sf
+
+    y = np.concatenate([rng.random((20, 12, 10)), rng.integers(0, 3, (4, 12, 10))]).astype(np.float64)
+    fused = [iht(y, 6, 4, n_iter=n, tol=tol, return_iterations=True) for n, tol in ((7, 0), (30, 1e-9))]
+    monkeypatch.setattr(sf, "_use_dct_matmul", lambda a, d: False)
+    for (n, tol), (x_f, e_f, it_f) in zip(((7, 0), (30, 1e-9)), fused):
+        x_l, e_l, it_l = iht(y, 6, 4, n_iter=n, tol=tol, return_iterations=True)
+        np.testing.assert_array_equal(it_f, it_l)
+        np.testing.assert_allclose(x_f, x_l, atol=1e-12)
+        np.testing.assert_allclose(e_f, e_l, atol=1e-12)

@@ -590,6 +590,43 @@ def apply_mask(x2: np.ndarray, mask2: np.ndarray, out2: np.ndarray) -> None:
 # Numba's between a batched product and the select (the caller limits BLAS to one thread).
 
 
+@numba.njit(inline="always")
+def _bits_keys(src, n, kf, kb, keys):
+    # keys = bits of |src| (kf/kb: one scratch row seen as floats / unsigned integers), and max
+    for j in range(n):
+        kf[j] = abs(src[j])
+    kmax = U64(0)
+    for j in range(n):
+        kv = U64(kb[j])
+        keys[j] = kv
+        kmax = max(kmax, kv)
+    return kmax
+
+
+@numba.njit(inline="always")
+def _dct_image(src, dst, mrow, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad_key, G, kf, kb, T, C, Ck,
+               Z, keys, hist, cand, ck, wd, gm, cand2, ck2, cw2):
+    """dst = Dh^T H_k(Dh src Dw^T) Dw for one (h, w) image; False (dst untouched) if not finite."""
+    n = C.size
+    cflat = C.reshape(n)
+    np.dot(src, DwT, T)
+    np.dot(Dh, T, C)
+    kmax = _bits_keys(cflat, n, kf, kb, keys)
+    if kmax >= bad_key:
+        return False
+    t_key, rem, keep_all, m = _select(keys, kmax, wd, False, n, k, n, nbits, first_bits, hist, cand, ck, wd, G,
+                                      gm, cand2, ck2, cw2)
+    _write_row(cflat, keys, Ck.reshape(n), mrow, want_mask, t_key, rem, keep_all, cflat[0] * 0, cand, m)
+    np.dot(Ck, Dw, Z)
+    np.dot(DhT, Z, dst)
+    return True
+
+
+@numba.njit(inline="always")
+def _bad_key_for(nbits):
+    return U64(0xFF) << U64(nbits - 8) if nbits == 31 else U64(0x7FF) << U64(nbits - 11)
+
+
 @numba.njit(cache=True, nogil=True)
 def _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi, G, kf, kb):
     # kf: a float scratch row of x's dtype, kb: the same memory as unsigned integers (the keys
@@ -600,34 +637,18 @@ def _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, b
     C = np.empty((h, w), x.dtype)
     Ck = np.empty((h, w), x.dtype)
     Z = np.empty((h, w), x.dtype)
-    cflat = C.reshape(n)
-    ckflat = Ck.reshape(n)
     keys = np.empty(n, np.uint64)
     cand = np.empty(n, np.int64)
     ck = np.empty(n, np.uint64)
     hist = np.zeros(2 << max(first_bits, 8), np.int64)
     wd = np.empty(1, np.uint8)
     gm, cand2, ck2, cw2 = _group_scratch(G, n)
-    bad_key = U64(0xFF) << U64(nbits - 8) if nbits == 31 else U64(0x7FF) << U64(nbits - 11)
+    bad_key = _bad_key_for(nbits)
     for b in range(lo, hi):
-        np.dot(x[b], DwT, T)
-        np.dot(Dh, T, C)
-        for j in range(n):
-            kf[j] = abs(cflat[j])
-        kmax = U64(0)
-        for j in range(n):
-            kv = U64(kb[j])
-            keys[j] = kv
-            kmax = max(kmax, kv)
-        if kmax >= bad_key:
+        if not _dct_image(x[b], out[b], mask[b] if want_mask else mask[0], want_mask, k, DwT, Dh, Dw, DhT, nbits,
+                          first_bits, bad_key, G, kf, kb, T, C, Ck, Z, keys, hist, cand, ck, wd, gm, cand2, ck2,
+                          cw2):
             bad[b] = 1
-            continue
-        t_key, rem, keep_all, m = _select(keys, kmax, wd, False, n, k, n, nbits, first_bits, hist, cand, ck, wd, G,
-                                          gm, cand2, ck2, cw2)
-        _write_row(cflat, keys, ckflat, mask[b] if want_mask else mask[0], want_mask, t_key, rem, keep_all,
-                   cflat[0] * 0, cand, m)
-        np.dot(Ck, Dw, Z)
-        np.dot(DhT, Z, out[b])
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -637,6 +658,102 @@ def _dct_project(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits
         lo, hi = _task_rows(task, n_tasks, n_rows)
         _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi, G, kf[task],
                   kb[task])
+
+
+@numba.njit(cache=True, nogil=True)
+def _iht_dct_task(y, x_hat, e_hat, iters, k, t, n_iter, tol, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi, Gk,
+                  Gt, kf, kb):
+    # Algorithm 1 on images lo..hi, each to its own stop: x = 0; e = H_t(y - x); x = P_k(y - e).
+    _, h, w = y.shape
+    n = h * w
+    dt = y.dtype
+    T = np.empty((h, w), dt)
+    C = np.empty((h, w), dt)
+    Ck = np.empty((h, w), dt)
+    Z = np.empty((h, w), dt)
+    R = np.empty(n, dt)
+    Zs = np.empty((h, w), dt)
+    X = np.empty((h, w), dt)
+    Xn = np.empty((h, w), dt)
+    keys = np.empty(n, np.uint64)
+    cand = np.empty(n, np.int64)
+    ck = np.empty(n, np.uint64)
+    hist = np.zeros(2 << max(first_bits, 8), np.int64)
+    wd = np.empty(1, np.uint8)
+    md = np.empty(1, np.bool_)
+    gm, cand2, ck2, cw2 = _group_scratch(max(Gk, Gt), n)
+    bad_key = _bad_key_for(nbits)
+    zsf = Zs.reshape(n)
+    for b in range(lo, hi):
+        yb = y[b].reshape(n)
+        eb = e_hat[b].reshape(n)
+        X[:] = 0
+        for _p in range(n_iter):
+            xf = X.reshape(n)
+            for j in range(n):
+                R[j] = yb[j] - xf[j]
+            kmax = _bits_keys(R, n, kf, kb, keys)
+            if kmax >= bad_key:
+                bad[b] = 1
+                break
+            t_key, rem, keep_all, m = _select(keys, kmax, wd, False, n, t, n, nbits, first_bits, hist, cand, ck, wd,
+                                              Gt, gm, cand2, ck2, cw2)
+            _write_row(R, keys, eb, md, False, t_key, rem, keep_all, R[0] * 0, cand, m)  # e = H_t(y - x)
+            for j in range(n):
+                zsf[j] = yb[j] - eb[j]
+            if not _dct_image(Zs, Xn, md, False, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad_key, Gk, kf, kb, T, C,
+                              Ck, Z, keys, hist, cand, ck, wd, gm, cand2, ck2, cw2):
+                bad[b] = 1
+                break
+            iters[b] += 1
+            done = False
+            if tol > 0:
+                xnf = Xn.reshape(n)
+                change = 0.0
+                norm = 0.0
+                for j in range(n):
+                    dv = np.float64(xnf[j]) - np.float64(xf[j])
+                    change += dv * dv
+                    norm += np.float64(xnf[j]) * np.float64(xnf[j])
+                done = math.sqrt(change) <= tol * math.sqrt(norm)
+            X, Xn = Xn, X
+            if done:
+                break
+        xb = x_hat[b]
+        for i in range(h):
+            for j in range(w):
+                xb[i, j] = X[i, j]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _iht_dct(y, x_hat, e_hat, iters, k, t, n_iter, tol, DwT, Dh, Dw, DhT, nbits, first_bits, bad, n_tasks, Gk, Gt,
+             kf, kb):
+    n_rows = y.shape[0]
+    for task in prange(n_tasks):
+        lo, hi = _task_rows(task, n_tasks, n_rows)
+        _iht_dct_task(y, x_hat, e_hat, iters, k, t, n_iter, tol, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi,
+                      Gk, Gt, kf[task], kb[task])
+
+
+def iht_dct_small(y3: np.ndarray, k: int, t: int, n_iter: int, tol: float, mats, x3: np.ndarray, e3: np.ndarray,
+                  iters: np.ndarray) -> np.ndarray:
+    """Algorithm 1 (IHT) with the 2-D DCT for every image of the C-contiguous (B, h, w) y3.
+
+    Each image runs its own iterations (up to ``n_iter``; with ``tol > 0`` it stops once
+    ||x^p - x^{p-1}|| <= tol ||x^p||) in per-task scratch: the pixel step and the projection of
+    ``dct_project_small`` per iteration, same arithmetic. x3/e3: outputs (B, h, w); iters
+    (B,) int64, incremented. Call with BLAS limited to one thread. Returns the (B,) uint8
+    flags of images whose residual or coefficients were not finite.
+    """
+    B, h, w = y3.shape
+    bad = np.zeros(B, np.uint8)
+    DwT, Dh, Dw, DhT = mats
+    utype, _absmask, _bad_key, nbits = _REAL[y3.dtype]
+    n_tasks = _n_tasks(B)
+    kf = np.empty((n_tasks, h * w), y3.dtype)
+    _iht_dct(y3, x3, e3, iters, k, t, n_iter, float(tol), DwT, Dh, Dw, DhT, nbits, first_bits_for(nbits), bad,
+             n_tasks, groups_for(h * w, k), groups_for(h * w, t), kf, kf.view(utype))
+    return bad
 
 
 def dct_project_small(x3: np.ndarray, k: int, mats, out3: np.ndarray, mask2: np.ndarray | None) -> np.ndarray:
