@@ -339,11 +339,19 @@ def _blas_controller():
 def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_reg_H,
               update_H=True, callback=None, final_error=None):
     Wk, Hk = problem.start(W, H)
-    error_at_init = np.float64(problem.error(Wk, Hk))
+    # the initial objective, fused into the first W update where the problem can (sparse
+    # KL: both evaluate W H at every non-zero)
+    fused = getattr(problem, "error_then_update_W", None)
+    err0 = None
+    if fused is not None and max_iter >= 1:
+        err0 = fused(Wk, Hk, float(l1_reg_W), float(l2_reg_W), H_fixed=not update_H)
+    first_W_done = err0 is not None
+    error_at_init = np.float64(err0 if first_W_done else problem.error(Wk, Hk))
     previous_error = error_at_init
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        problem.update_W(Wk, Hk, float(l1_reg_W), float(l2_reg_W), H_fixed=not update_H)
+        if not (n_iter == 1 and first_W_done):
+            problem.update_W(Wk, Hk, float(l1_reg_W), float(l2_reg_W), H_fixed=not update_H)
         if update_H:
             problem.update_H(Wk, Hk, float(l1_reg_H), float(l2_reg_H))
         if tol > 0 and n_iter % 10 == 0:

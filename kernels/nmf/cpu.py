@@ -631,6 +631,64 @@ def sparse_update_kl(indptr, indices, data, F, G, s, l1, l2, zthr, eps, chunk):
     return F
 
 
+@numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _kl_rows_err(indptr, indices, data, F, G, s, l1, l2, zthr, eps, lo, hi, q, xs, e):
+    # sparse_update_kl's rows, also summing the objective's terms at the entry F_i . G_j
+    # they compute anyway (x log(x / wh) over x > eps, by ``_sum_xlog``, and x)
+    r = F.shape[1]
+    tiny = 2.2250738585072014e-308
+    num = np.empty(r, np.float64)
+    a0 = 0.0
+    a1 = 0.0
+    for i in range(lo, hi):
+        for k in range(r):
+            num[k] = 0.0
+        Fi = F[i]
+        e0 = indptr[i]
+        ln = indptr[i + 1] - e0
+        for t in range(ln):
+            Gj = G[indices[e0 + t]]
+            wh = 0.0
+            for k in range(r):
+                wh += np.float64(Fi[k]) * Gj[k]
+            x = np.float64(data[e0 + t])
+            c = x / max(wh, eps)
+            for k in range(r):
+                num[k] += c * Gj[k]
+            big = x > eps
+            ok = big and c >= tiny
+            q[t] = c if ok else 1.0
+            xs[t] = x if ok else 0.0
+            a1 += x if big else 0.0
+            if big and not ok:
+                a0 += x * math.log(c)
+        if ln:
+            a0 += _sum_xlog(xs[:ln], q[:ln], e[:ln])
+        for k in range(r):
+            Fi[k] = _finish1(np.float64(Fi[k]), num[k], s[k], l1, l2, zthr, eps)
+    return a0, a1
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def sparse_update_kl_err(indptr, indices, data, F, G, s, l1, l2, zthr, eps, chunk, maxrow):
+    """``sparse_update_kl`` that also returns the partial sums (per task: columns 0, 1) of
+    the KL objective at the factors it starts from: the first W update of a fit gives the
+    initial objective without its own pass over the non-zeros (measured 27 ms on the
+    20000 x 10000, 1M-nnz, r = 32 matrix)."""
+    p = F.shape[0]
+    n_tasks = (p + chunk - 1) // chunk
+    out = np.zeros((n_tasks, 4), np.float64)
+    for t in prange(n_tasks):
+        q = np.empty(maxrow, np.float64)
+        xs = np.empty(maxrow, np.float64)
+        e = np.empty(maxrow, np.float64)
+        a0, a1 = _kl_rows_err(indptr, indices, data, F, G, s, l1, l2, zthr, eps, t * chunk,
+                              min(p, (t + 1) * chunk), q, xs, e)
+        out[t, 0] = a0
+        out[t, 1] = a1
+    return out
+
+
 # --------------------------------------------------------------------------- objectives
 
 @numba.njit(inline="always")
@@ -1198,6 +1256,20 @@ class SparseProblem:
         else:
             D = self._cached_D(W, Ht, H_fixed)
             self._run("W", W, Ht, self.g0, self.s0, D, DEN_MAT, l1, l2, p.zW)
+
+    def error_then_update_W(self, W, Ht, l1, l2, H_fixed=False):
+        """The objective at (W, H) and then ``update_W``, in one pass over the non-zeros for
+        unmasked KL; None (nothing done) otherwise."""
+        p = self.p
+        if self.has_w or p.kind != KL:
+            return None
+        m, n = self.shape
+        sum_wh = float(np.dot(W.sum(axis=0), Ht.sum(axis=0)))
+        s = Ht.sum(axis=0).astype(np.float64)
+        maxrow = int(np.diff(self.indptr).max()) if m else 0
+        parts = sparse_update_kl_err(self.indptr, self.indices, self.data, W, Ht, s, l1, l2, p.zW,
+                                     p.eps, config.CPU_ROW_CHUNK, max(maxrow, 1)).sum(axis=0)
+        return _finish_error(p, parts, sum_wh, m * n, 0.0)
 
     def _cached_D(self, W, Ht, H_fixed):
         # the W-side beta denominator depends on W too: never cached
