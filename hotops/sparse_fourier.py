@@ -180,6 +180,49 @@ def _dct_project_fused(xm, k, lead, sizes):
     return out3.reshape(*lead, h, w), mask2.reshape(*lead, h, w)
 
 
+@functools.lru_cache(maxsize=32)
+def _dft_mats_2d(h: int, w: int, dtype) -> tuple[np.ndarray, ...]:
+    """(Wf, FS, Wi) for ``kernels.topk_threshold.cpu.fft_project_small``.
+
+    Orthonormal, real and imaginary parts in separate planes: x Wf = [Re | Im] of the rfft
+    along w (columns v and wh + v: cos and -sin of 2 pi v j / w, over sqrt(w)); FS = [Re Fh;
+    Im Fh] with Fh = exp(-2 pi i u j / h) / sqrt(h); Wi is the real inverse along w of a half
+    spectrum stored as [Re | Im] (weight 2 for the columns whose conjugate lies
+    outside the half spectrum, 1 for the zero and Nyquist columns).
+    """
+    wh = w // 2 + 1
+    ang = 2 * np.pi * np.outer(np.arange(w), np.arange(wh)) / w  # (w, wh)
+    Wf = np.concatenate([np.cos(ang), -np.sin(ang)], axis=1) / np.sqrt(w)
+    v = np.arange(wh)
+    a = np.where((v == 0) | ((w % 2 == 0) & (v == w // 2)), 1.0, 2.0)[:, None]
+    Wi = np.concatenate([a * np.cos(ang.T), -a * np.sin(ang.T)]) / np.sqrt(w)
+    ang_h = 2 * np.pi * np.outer(np.arange(h), np.arange(h)) / h
+    FS = np.concatenate([np.cos(ang_h), -np.sin(ang_h)]) / np.sqrt(h)  # [Re Fh; Im Fh]
+    mats = tuple(np.ascontiguousarray(a, dtype=dtype) for a in (Wf, FS, Wi))
+    for m in mats:
+        m.setflags(write=False)
+    return mats
+
+
+def _fft_project_fused(xm, k, lead, sizes):
+    """sparse_project's real DFT of numpy images with both sides <= DCT_MATMUL_MAX in one
+    Numba pass over the batch (the DFTs as four small products per image, single-threaded
+    BLAS inside the parallel region; the pair-aware select in between)."""
+    from hotops.kernels.topk_threshold import cpu, hermitian_partner
+
+    h, w = sizes
+    wh = w // 2 + 1
+    x3 = np.ascontiguousarray(xm.reshape(-1, h, w))
+    out3 = np.empty_like(x3)
+    mask2 = np.empty((x3.shape[0], h * wh), np.bool_)
+    if x3.shape[0]:
+        with _one_blas_thread(True):
+            bad = cpu.fft_project_small(x3, k, _dft_mats_2d(h, w, x3.dtype), hermitian_partner((h, w)), out3, mask2)
+        if bad.any():
+            raise ValueError(f"x must be finite: {int(bad.sum())} sample(s) hold NaN or inf")
+    return out3.reshape(*lead, h, w), mask2.reshape(*lead, h, wh)
+
+
 def _forward(xm, transform, d, workers, real_fft):
     xp, fft = _xp_fft(xm)
     ax = tuple(range(xm.ndim - d, xm.ndim))
@@ -320,8 +363,9 @@ def sparse_project(x, k, transform="dct", axes=(-2, -1), *, return_mask=False, w
         raise ValueError(f"x has no entries over axes {axes} (shape {tuple(x.shape)})")
     k = check_k("k", k, n)
     real_fft = transform == "fft" and np.dtype(x.dtype).kind == "f"
-    if transform == "dct" and _use_dct_matmul(xm, len(axes)) and len(axes) == 2:
-        y, mask = _dct_project_fused(xm, k, lead, sizes)
+    if _use_dct_matmul(xm, len(axes)) and len(axes) == 2:  # small real images: one fused pass
+        fused = _dct_project_fused if transform == "dct" else _fft_project_fused
+        y, mask = fused(xm, k, lead, sizes)
         y = _from_end(y, axes)
         return (y, mask) if return_mask else y
     w = _workers(workers)
@@ -399,6 +443,7 @@ def _one_blas_thread(enabled: bool):
         return contextlib.nullcontext()
     if not _BLAS_CONTROLLER:
         try:
+            import scipy.linalg.cython_blas  # noqa: F401  (Numba's np.dot calls this BLAS: load it before the scan)
             from threadpoolctl import ThreadpoolController
 
             _BLAS_CONTROLLER.append(ThreadpoolController().select(user_api="blas"))

@@ -247,3 +247,21 @@ def test_fused_small_iht_matches_iteration_loop(rng, monkeypatch):
         np.testing.assert_array_equal(it_f, it_l)
         np.testing.assert_allclose(x_f, x_l, atol=1e-12)
         np.testing.assert_allclose(e_f, e_l, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("shape", [(28, 28), (7, 5), (6, 9), (1, 4)])
+def test_fused_small_fft_matches_rfftn_path(dtype, tol, shape, rng):
+    """Small real images take the fused per-image DFT (real products); same support as the
+    rfftn + select + irfftn path and its values to rounding."""
+    from hotops import sparse_fourier as sf
+
+    h, w = shape
+    x = rng.standard_normal((30, h, w)).astype(dtype)
+    for k in sorted({1, 2, min(7, h * w), h * w // 3 + 1, h * w}):
+        y, mask = sparse_project(x, k, "fft", return_mask=True)
+        C, ref_mask = sf._select(sf._forward(x, "fft", 2, 1, True), k, "fft", shape, True)
+        ref = sf._inverse(C, "fft", shape, 1, True, x.dtype)
+        np.testing.assert_array_equal(mask, ref_mask)
+        np.testing.assert_allclose(y, ref, atol=tol)
+        assert y.dtype == dtype
