@@ -306,9 +306,10 @@ def _count_nonfinite(flat, n_tasks):
 
 
 _WORKSPACE = threading.local()
+_FLOAT64 = np.dtype(np.float64)
 
 
-def _buffer(slot: str, shape, dtype) -> np.ndarray:
+def _buffer(slot: str, shape, dtype: np.dtype) -> np.ndarray:
     """An uninitialised C-contiguous array for this thread's ``slot``, reused across calls.
 
     Fresh ``np.empty`` intermediates cost more than the resize itself at 512 x 512: glibc
@@ -319,20 +320,20 @@ def _buffer(slot: str, shape, dtype) -> np.ndarray:
     one, so concurrent calls stay safe); buffers above ``config.CPU_WORKSPACE_MAX_BYTES``
     are allocated per call and not kept, so a single huge batch does not pin its memory.
     """
-    dtype = np.dtype(dtype)
     n_bytes = math.prod(shape) * dtype.itemsize
-    if n_bytes > int(config.CPU_WORKSPACE_MAX_BYTES):
+    if n_bytes > config.CPU_WORKSPACE_MAX_BYTES:
         return np.empty(shape, dtype=dtype)
-    cache = getattr(_WORKSPACE, "buffers", None)
-    if cache is None:
+    try:
+        cache = _WORKSPACE.buffers
+    except AttributeError:
         cache = _WORKSPACE.buffers = {}
     buf = cache.get(slot)
     if buf is None or buf.size < n_bytes:
         buf = cache[slot] = np.empty(max(n_bytes, 64), dtype=np.uint8)
-    return buf[:n_bytes].view(dtype).reshape(shape)
+    return np.ndarray(shape, dtype=dtype, buffer=buf)
 
 
-def _run_pass(src4, dst4, indices, weights, quantize, transpose_out, check=False) -> int:
+def _run_pass(src4, dst4, indices, weights, quantize, transpose_out, check=False, n_threads=None) -> int:
     """Resample axis 1 of src4 (pre, L_in, n_pix, post) into dst4.
 
     dst4 is (pre, L_out, n_pix, post), or (pre, n_pix, L_out, post) when transposing.
@@ -346,8 +347,10 @@ def _run_pass(src4, dst4, indices, weights, quantize, transpose_out, check=False
     n_tiles = n_pre * -(-n_out // rows) * -(-n_pix // pix)
     if n_tiles == 0:
         return 0
-    n_tasks = max(1, min(n_tiles, numba.get_num_threads() * config.CPU_TASKS_PER_THREAD))
-    scratch = _buffer("scratch", (n_tasks, pix * post), np.float64)
+    if n_threads is None:
+        n_threads = numba.get_num_threads()
+    n_tasks = max(1, min(n_tiles, n_threads * config.CPU_TASKS_PER_THREAD))
+    scratch = _buffer("scratch", (n_tasks, pix * post), _FLOAT64)
     staging = _buffer("staging", (n_tasks, rows if transpose_out else 0, pix * post), dst4.dtype)
     src3 = src4.reshape(n_pre, src4.shape[1], n_pix * post)
     if transpose_out:
@@ -377,6 +380,7 @@ def resize4(x4: np.ndarray, out4: np.ndarray, steps, quantize: bool, check_finit
         return False
     cur = x4
     transposed = False  # is cur laid out (pre, W, H, post)?
+    n_threads = numba.get_num_threads()
     for n, (axis, indices, weights, _key) in enumerate(steps):
         if (axis == 1) != transposed:  # the axis to resample is not outermost: transposing copy
             tmp = _buffer("copy", (cur.shape[0], cur.shape[2], cur.shape[1], cur.shape[3]), cur.dtype)
@@ -387,7 +391,7 @@ def resize4(x4: np.ndarray, out4: np.ndarray, steps, quantize: bool, check_finit
         transpose_out = transposed if last else True
         n_pre, _l, n_pix, post = cur.shape
         dst = out4 if last else _buffer(f"pass{n}", (n_pre, n_pix, indices.shape[0], post), cur.dtype)
-        if _run_pass(cur, dst, indices, weights, quantize, transpose_out, fold and n == 0):
+        if _run_pass(cur, dst, indices, weights, quantize, transpose_out, fold and n == 0, n_threads):
             return True  # dst is the workspace here: out4 is untouched
         cur = dst
         transposed = transposed != transpose_out
