@@ -412,13 +412,16 @@ def finish_H(H, parts, trans, numH, gparts, DH, s, kind, l1, l2, gamma, zthr, ep
     T = parts.shape[0]
     r, n = H.shape
     if trans:
+        # contiguous sums first, then one transposing copy (the sum over t innermost, as
+        # before, took most of this function's 0.4 ms at n = 1500, r = 32)
+        P0 = parts[0]
+        for t in range(1, T):
+            P0 += parts[t]
         num = numH
-        for j in range(n):
-            for k in range(r):
-                acc = parts[0, j, k]
-                for t in range(1, T):
-                    acc += parts[t, j, k]
-                num[k, j] = acc
+        for k in range(r):
+            Nk = num[k]
+            for j in range(n):
+                Nk[j] = P0[j, k]
     else:
         num = parts[0]
         for t in range(1, T):
