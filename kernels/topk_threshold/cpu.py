@@ -803,46 +803,51 @@ def dct_project_small(x3: np.ndarray, k: int, mats, out3: np.ndarray, mask2: np.
 
 
 @numba.njit(inline="always")
-def _hermitian_planar(cr, ci, kr, ki, mrow, partner, w, total, k, first_bits, exact_square, mag, keys, hist, cand,
-                      ck, cw, G, gm, cand2, ck2, cw2):
-    """``_hermitian_row`` on a row held as real/imaginary planes (same keys, same result)."""
+def _hermitian_planar(cr, ci, kr, ki, mrow, partner, w, wf, dup, total, k, first_bits, exact_square, mag, keys, hist,
+                      cand, ck, cw, G, gm, cand2, ck2, cw2):
+    """``_hermitian_row`` on a row held as real/imaginary planes (same keys, same result).
+
+    ``wf``: the weights as 0.0/1.0 (zero-cost entries get key 0; NaN stays NaN), ``dup``: the
+    indices of the zero-cost entries (they copy their partner's decision). The output pass
+    is branch-free (key > T); only the ties at T walk the prefix rule, in index order.
+    """
     m = cr.shape[0]
-    nonfinite = False
     for j in range(m):
         re = np.float64(cr[j])
         im = np.float64(ci[j])
         a = re * re + im * im if exact_square else math.hypot(re, im)
-        nonfinite |= not (a <= 1.7976931348623157e308)
-        mag[j] = a if w[j] != 0 else 0.0
-    if nonfinite:
-        return False
+        mag[j] = a * wf[j]
     kmax = U64(0)
     for j in range(m):
         kmax = max(kmax, keys[j])
-    t_key, rem, keep_all, _m = _select(keys, kmax, w, True, m, k, total, 63, first_bits, hist, cand, ck, cw, G,
+    if kmax >= U64(0x7FF0000000000000):
+        return False
+    t_key, rem, keep_all, nc = _select(keys, kmax, w, True, m, k, total, 63, first_bits, hist, cand, ck, cw, G,
                                        gm, cand2, ck2, cw2)
     zero = cr[0] * 0
     for j in range(m):
-        if w[j] == 0:
-            continue
-        kv = keys[j]
-        keep = keep_all or kv > t_key
-        if not keep and kv == t_key and rem >= 0:
-            c = np.int64(w[j])
-            if c <= rem:
-                keep = True
-                rem -= c
-            else:
-                rem = -1  # the longest prefix of the ranking: stop at the first misfit
+        keep = keep_all or (keys[j] > t_key and w[j] != 0)
         mrow[j] = keep
         kr[j] = cr[j] if keep else zero
         ki[j] = ci[j] if keep else zero
-    for j in range(m):
-        if w[j] == 0:
-            keep = mrow[partner[j]]
-            mrow[j] = keep
-            kr[j] = cr[j] if keep else zero
-            ki[j] = ci[j] if keep else zero
+    if not keep_all:
+        for i in range(nc):  # ties at T, lowest index first: the longest prefix that fits
+            j = cand[i]
+            if keys[j] != t_key or w[j] == 0:
+                continue
+            c = np.int64(w[j])
+            if c > rem:
+                break
+            rem -= c
+            mrow[j] = True
+            kr[j] = cr[j]
+            ki[j] = ci[j]
+    for i in range(dup.shape[0]):
+        j = dup[i]
+        keep = mrow[partner[j]]
+        mrow[j] = keep
+        kr[j] = cr[j] if keep else zero
+        ki[j] = ci[j] if keep else zero
     return True
 
 
@@ -869,6 +874,17 @@ def _fft_task(x, out, mask, want_mask, k, Wf, FS, Wi, partner, first_bits, bad, 
     mrow_s = np.empty(m, np.bool_)
     gm, cand2, ck2, cw2 = _group_scratch(G, m)
     total = _hermitian_weights(partner, wts)
+    wf = np.empty(m, np.float64)
+    n_dup = 0
+    for j in range(m):
+        wf[j] = 1.0 if wts[j] != 0 else 0.0
+        n_dup += wts[j] == 0
+    dup = np.empty(n_dup, np.int64)
+    n_dup = 0
+    for j in range(m):
+        if wts[j] == 0:
+            dup[n_dup] = j
+            n_dup += 1
     for b in range(lo, hi):
         np.dot(x[b], Wf, U)
         np.dot(FS, U, AB)
@@ -877,8 +893,8 @@ def _fft_task(x, out, mask, want_mask, k, Wf, FS, Wi, partner, first_bits, bad, 
                 cr[u * wh + v] = AB[u, v] - AB[h + u, wh + v]
                 ci[u * wh + v] = AB[u, wh + v] + AB[h + u, v]
         mrow = mask[b] if want_mask else mrow_s
-        if not _hermitian_planar(cr, ci, kr, ki, mrow, partner, wts, total, k, first_bits, exact_square, mag, keys,
-                                 hist, cand, ck, cw, G, gm, cand2, ck2, cw2):
+        if not _hermitian_planar(cr, ci, kr, ki, mrow, partner, wts, wf, dup, total, k, first_bits, exact_square, mag,
+                                 keys, hist, cand, ck, cw, G, gm, cand2, ck2, cw2):
             bad[b] = 1
             continue
         for u in range(h):
