@@ -16,15 +16,21 @@ so the second pass again reads whole rows and its own transposed write restores 
 extra copy; "width first" (the width shrinks more) starts with one transposing copy.
 
 Tiling: a task computes R output rows x J inner elements (``config.CPU_TILE_ROWS``,
-``config.CPU_TILE_INNER``) into a float64 scratch tile that stays in cache, then stores it,
-either row by row, or transposed as runs of R * post contiguous elements (long runs keep
-the strided stores of a transpose from thrashing the cache). Each task owns one scratch
-tile, allocated once per call (and no larger than the image needs), never per row.
+``config.CPU_TILE_INNER``), one row at a time: the taps are summed in groups of eight (then
+four, then one to three) per pass over the row, the partial sums in registers and in one
+float64 row that stays in L1; the finished row is rounded once into the output dtype,
+straight into dst, or into a staging tile when the pass writes transposed. The staged tile
+is then stored as runs of R * post contiguous elements (long runs keep the strided stores
+of a transpose from thrashing the cache), a plain copy unrolled for 1 and 3 channels.
+Intermediates, rows and staging tiles come from a per-thread workspace reused across calls
+(``_buffer``): fresh buffers page-faulted more time away than the resize took. The NaN/inf
+check of the input runs inside the first pass's parallel region.
 
 Rounding: each pass stores x's dtype, as MATLAB's ``imresize`` returns the class of its
 input from every one-dimensional pass: float32 is rounded once per pass, uint8 is rounded
 half away from zero and saturated to [0, 255] per pass. Taps are summed in table order
-(tap 0 first), as in the CUDA twin.
+(tap 0 first), as in the CUDA twin; here every product and sum is rounded in float64 (no
+fused multiply-add), so the grouping above changes no bit of the result.
 """
 from __future__ import annotations
 
