@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import CPU, backend_of
+from .._blas import single_threaded_blas
 from .._validate import check_dtype
 
 __all__ = [
@@ -307,12 +308,13 @@ class _threads_for:
             self.saved = numba.get_num_threads()
             numba.set_num_threads(1)
         if self.one_blas:
-            self.blas = _blas_controller().limit(limits=1)
+            self.blas = single_threaded_blas()
+            self.blas.__enter__()
         return self
 
     def __exit__(self, *exc):
         if self.blas is not None:
-            self.blas.restore_original_limits()
+            self.blas.__exit__(*exc)
             self.blas = None
         if self.saved is not None:
             import numba
@@ -320,20 +322,6 @@ class _threads_for:
             numba.set_num_threads(self.saved)
             self.saved = None
         return False
-
-
-_BLAS = []
-
-
-def _blas_controller():
-    """threadpoolctl's controller of the loaded BLAS libraries (numpy's and scipy's, which
-    numba's ``np.dot`` calls), made once."""
-    if not _BLAS:
-        import scipy.linalg.cython_blas  # noqa: F401  (loaded before the scan)
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS.append(ThreadpoolController().select(user_api="blas"))
-    return _BLAS[0]
 
 
 def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_reg_H,
