@@ -386,3 +386,33 @@ def test_down_of_up_is_a_smoothing_not_the_identity(rng):
     err = np.abs(back - x)[3:-3, 3:-3]
     assert 1e-3 < err.max() < 0.5
     assert back.std() < x.std()  # energy of the highest frequencies is damped
+
+
+# --- the per-thread workspace of the CPU kernel ---------------------------------------------
+
+
+def test_workspace_reuse_never_aliases_results(rng, monkeypatch):
+    # intermediates are reused across calls: earlier results must stay intact, sizes may
+    # shrink and grow, and buffers above the cap are allocated per call
+    a = rng.random((40, 30, 3)).astype(np.float32)
+    b = rng.random((70, 90, 3)).astype(np.float32)
+    ya = rz.imresize(a, 0.5)
+    ya_copy = ya.copy()
+    yb = rz.imresize(b, 1 / 3)
+    rz.imresize(rng.random((9, 11, 3)).astype(np.float32), 2.0)
+    np.testing.assert_array_equal(ya, ya_copy)
+    np.testing.assert_allclose(yb, reference.imresize_matlab(b, 1 / 3), atol=1e-6)
+    monkeypatch.setattr(config, "CPU_WORKSPACE_MAX_BYTES", 64)  # everything over the cap
+    np.testing.assert_array_equal(rz.imresize(a, 0.5), ya_copy)
+
+
+def test_workspace_is_per_thread(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [rng.random((60 + 7 * i, 50 + 5 * i, 3)) for i in range(6)]
+    expected = [rz.imresize(x, 0.5) for x in images]
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda x: rz.imresize(x, 0.5), images))
+            for g, e in zip(got, expected):
+                np.testing.assert_array_equal(g, e)
