@@ -182,13 +182,15 @@ def _dct_project_fused(xm, k, lead, sizes):
 
 @functools.lru_cache(maxsize=32)
 def _dft_mats_2d(h: int, w: int, dtype) -> tuple[np.ndarray, ...]:
-    """(Wf, FS, Wi) for ``kernels.topk_threshold.cpu.fft_project_small``.
+    """(Wf, FH, Ch, Sh, Wi) for ``kernels.topk_threshold.cpu.fft_project_small``.
 
     Orthonormal, real and imaginary parts in separate planes: x Wf = [Re | Im] of the rfft
-    along w (columns v and wh + v: cos and -sin of 2 pi v j / w, over sqrt(w)); FS = [Re Fh;
-    Im Fh] with Fh = exp(-2 pi i u j / h) / sqrt(h); Wi is the real inverse along w of a half
-    spectrum stored as [Re | Im] (weight 2 for the columns whose conjugate lies
-    outside the half spectrum, 1 for the zero and Nyquist columns).
+    along w (columns v and wh + v: cos and -sin of 2 pi v j / w, over sqrt(w)). Along h,
+    Ch[u, j] = cos(2 pi u j / h) / sqrt(h) and Sh the sines; since row h - u of the DFT is the
+    conjugate of row u, FH = [Ch[0 .. h//2]; Sh[1 .. (h-1)//2]] (h rows) gives every row of the
+    forward transform in one real product. Wi is the real inverse along w of a half spectrum
+    stored as [Re | Im] rows (weight 2 for the columns whose conjugate lies outside the half
+    spectrum, 1 for the zero and Nyquist columns).
     """
     wh = w // 2 + 1
     ang = 2 * np.pi * np.outer(np.arange(w), np.arange(wh)) / w  # (w, wh)
@@ -197,8 +199,10 @@ def _dft_mats_2d(h: int, w: int, dtype) -> tuple[np.ndarray, ...]:
     a = np.where((v == 0) | ((w % 2 == 0) & (v == w // 2)), 1.0, 2.0)[:, None]
     Wi = np.concatenate([a * np.cos(ang.T), -a * np.sin(ang.T)]) / np.sqrt(w)
     ang_h = 2 * np.pi * np.outer(np.arange(h), np.arange(h)) / h
-    FS = np.concatenate([np.cos(ang_h), -np.sin(ang_h)]) / np.sqrt(h)  # [Re Fh; Im Fh]
-    mats = tuple(np.ascontiguousarray(a, dtype=dtype) for a in (Wf, FS, Wi))
+    Ch = np.cos(ang_h) / np.sqrt(h)
+    Sh = np.sin(ang_h) / np.sqrt(h)
+    FH = np.concatenate([Ch[: h // 2 + 1], Sh[1: (h - 1) // 2 + 1]])
+    mats = tuple(np.ascontiguousarray(a, dtype=dtype) for a in (Wf, FH, Ch, Sh, Wi))
     for m in mats:
         m.setflags(write=False)
     return mats
@@ -206,7 +210,8 @@ def _dft_mats_2d(h: int, w: int, dtype) -> tuple[np.ndarray, ...]:
 
 def _fft_project_fused(xm, k, lead, sizes):
     """sparse_project's real DFT of numpy images with both sides <= DCT_MATMUL_MAX in one
-    Numba pass over the batch (the DFTs as four small products per image, single-threaded
+    Numba pass over the batch (the forward DFT as two small products per image, the inverse
+    as a sum over the kept coefficients along h and one product along w, single-threaded
     BLAS inside the parallel region; the pair-aware select in between)."""
     from hotops.kernels.topk_threshold import cpu, hermitian_partner
 
