@@ -450,10 +450,16 @@ def _hermitian_row(xr, orow, mrow, partner, w, total, k, first_bits, exact_squar
     """Pair-aware H_k of one half-spectrum row xr into orow/mrow; False if not finite."""
     m = xr.shape[0]
     nonfinite = False
-    for j in range(m):
-        a = _complex_key(xr[j], exact_square)
-        nonfinite |= not (a <= 1.7976931348623157e308)
-        mag[j] = a if w[j] != 0 else 0.0
+    if exact_square:  # the flag outside the loop (a branch inside kept it scalar: 1.5K cycles per 420 entries)
+        for j in range(m):
+            a = _complex_key(xr[j], True)
+            nonfinite |= not (a <= 1.7976931348623157e308)
+            mag[j] = a if w[j] != 0 else 0.0
+    else:
+        for j in range(m):
+            a = _complex_key(xr[j], False)
+            nonfinite |= not (a <= 1.7976931348623157e308)
+            mag[j] = a if w[j] != 0 else 0.0
     if nonfinite:
         return False
     kmax = U64(0)
@@ -899,11 +905,14 @@ def _hermitian_planar_list(cr, ci, mrow, kl, partner, w, wf, dup, total, k, firs
     estimated-threshold select runs first, the general weighted select when it gives up.
     """
     m = cr.shape[0]
-    for j in range(m):
-        re = np.float64(cr[j])
-        im = np.float64(ci[j])
-        a = re * re + im * im if exact_square else math.hypot(re, im)
-        mag[j] = a * wf[j]
+    if exact_square:  # two loops, not a branch inside one: this one vectorises
+        for j in range(m):
+            re = np.float64(cr[j])
+            im = np.float64(ci[j])
+            mag[j] = (re * re + im * im) * wf[j]
+    else:
+        for j in range(m):
+            mag[j] = math.hypot(np.float64(cr[j]), np.float64(ci[j])) * wf[j]
     kmax = U64(0)
     for j in range(m):
         kmax = max(kmax, keys[j])
