@@ -334,6 +334,9 @@ def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_
     if fused is not None and max_iter >= 1:
         err0 = fused(Wk, Hk, float(l1_reg_W), float(l2_reg_W), H_fixed=not update_H)
     first_W_done = err0 is not None
+    # the final objective, fused into the last H update where the problem can (sparse KL)
+    fused_last = getattr(problem, "update_H_then_error", None) if final_error is not None else None
+    last_err = None
     error_at_init = np.float64(err0 if first_W_done else problem.error(Wk, Hk))
     previous_error = error_at_init
     n_iter = 0
@@ -341,9 +344,12 @@ def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_
         if not (n_iter == 1 and first_W_done):
             problem.update_W(Wk, Hk, float(l1_reg_W), float(l2_reg_W), H_fixed=not update_H)
         if update_H:
-            problem.update_H(Wk, Hk, float(l1_reg_H), float(l2_reg_H))
+            if fused_last is not None and n_iter == max_iter:
+                last_err = fused_last(Wk, Hk, float(l1_reg_H), float(l2_reg_H))
+            if last_err is None:
+                problem.update_H(Wk, Hk, float(l1_reg_H), float(l2_reg_H))
         if tol > 0 and n_iter % 10 == 0:
-            error = np.float64(problem.error(Wk, Hk))
+            error = np.float64(last_err if last_err is not None else problem.error(Wk, Hk))
             if callback is not None:
                 callback(n_iter, float(error))
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -353,7 +359,7 @@ def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_
             previous_error = error
     problem.release()
     if final_error is not None:
-        final_error.append(float(problem.error(Wk, Hk)))
+        final_error.append(float(last_err if last_err is not None else problem.error(Wk, Hk)))
     Wf, Hf = problem.factors(Wk, Hk, H)
     if Hf is not H:
         H[...] = Hf

@@ -17,6 +17,11 @@ sparse) a fit runs its Numba kernels on one thread: waking the thread pool costs
 the work (measured here: a 20 x 3 update takes 9 us on one thread, 0.2-4 ms on two threads
 of a loaded 2-core machine).
 
+``CPU_TILE_COLS``, ``CPU_TILE_PANEL``: unmasked sparse KL regroups V's entries into tiles of
+``CPU_TILE_COLS`` columns (a tile of H^T, cols x r, stays in L2 while it is gathered); the W
+update's parallel tasks take panels of ``CPU_TILE_PANEL`` rows (their r-long numerators
+stay in cache across the tiles). Local column indices are uint16: CPU_TILE_COLS <= 65536.
+
 ``CUDA_THREADS``: threads per block of the elementwise / per-row numba.cuda kernels.
 ``CUDA_GEMM_TILE``: tile edge of the fallback numba.cuda GEMM (used without CuPy and under
 the simulator); with CuPy, GEMMs go to cuBLAS.
@@ -28,3 +33,5 @@ CUDA_THREADS = 128
 CPU_SERIAL_WORK = 1 << 22
 DENSE_TASK_ROWS = 64
 CUDA_GEMM_TILE = 16
+CPU_TILE_COLS = 1024
+CPU_TILE_PANEL = 1024

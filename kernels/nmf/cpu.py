@@ -692,6 +692,224 @@ def sparse_update_kl_err(indptr, indices, data, F, G, s, l1, l2, zthr, eps, chun
     return out
 
 
+# --------------------------------------------------------------------------- tiled sparse KL
+#
+# Unmasked sparse KL gathers one r-long row of the other factor per stored entry. The whole
+# gathered factor (H^T: n x r, W: m x r; 2.5 and 5 MB at 20000 x 10000, r = 32, float64)
+# misses a 2 MB L2, so the plain CSR / CSC sweeps were L3-latency bound (~45 ns per entry
+# per thread). The entries are therefore regrouped once per fit into column tiles of
+# ``TILE`` columns (a tile of H^T: TILE x r, in L2): tile t holds, row by row, the entries
+# of its columns (``ptr[t, i]``..``ptr[t, i + 1]``, local column indices as uint16). The W
+# update walks panels of rows (parallel) and inside a panel the tiles, so its gathers hit
+# the L2-resident tile of H^T; the H update walks the tiles (parallel, each task owns its
+# columns' numerators) and streams W row by row. This one structure replaces the CSC copy.
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def tile_build(indptr, indices, data, n, tile, chunk):
+    """Regroup a CSR matrix (m x n) into column tiles: returns (ptr (T, m + 1) int64,
+    local column indices uint16, values), entries of a row kept in their CSR order."""
+    m = indptr.shape[0] - 1
+    T = max(1, (n + tile - 1) // tile)
+    cnt = np.zeros((T, m + 1), np.int64)
+    n_tasks = (m + chunk - 1) // chunk
+    for b in prange(n_tasks):
+        for i in range(b * chunk, min(m, (b + 1) * chunk)):
+            for e in range(indptr[i], indptr[i + 1]):
+                cnt[indices[e] // tile, i] += 1
+    ptr = np.empty((T, m + 1), np.int64)
+    run = 0
+    for t in range(T):
+        for i in range(m):
+            ptr[t, i] = run
+            run += cnt[t, i]
+        ptr[t, m] = run
+    nnz = indptr[m]
+    lidx = np.empty(nnz, np.uint16)
+    ldat = np.empty(nnz, data.dtype)
+    for b in prange(n_tasks):
+        pos = np.empty(T, np.int64)
+        for i in range(b * chunk, min(m, (b + 1) * chunk)):
+            for t in range(T):
+                pos[t] = ptr[t, i]
+            for e in range(indptr[i], indptr[i + 1]):
+                j = indices[e]
+                t = j // tile
+                q = pos[t]
+                lidx[q] = j - t * tile
+                ldat[q] = data[e]
+                pos[t] = q + 1
+    return ptr, lidx, ldat
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _tiled_W_panel(ptr, lidx, ldat, tile, W, Ht, s, l1, l2, zthr, eps, lo, hi, num, want_err,
+                   q, xs, e):
+    r = W.shape[1]
+    T = ptr.shape[0]
+    tiny = 2.2250738585072014e-308
+    a0 = 0.0
+    a1 = 0.0
+    for i in range(hi - lo):
+        for k in range(r):
+            num[i, k] = 0.0
+    for t in range(T):
+        c0 = t * tile
+        nb = 0
+        for i in range(lo, hi):
+            Wi = W[i]
+            ni = num[i - lo]
+            for p in range(ptr[t, i], ptr[t, i + 1]):
+                Gj = Ht[c0 + np.int64(lidx[p])]
+                wh = 0.0
+                for k in range(r):
+                    wh += np.float64(Wi[k]) * Gj[k]
+                x = np.float64(ldat[p])
+                c = x / max(wh, eps)
+                for k in range(r):
+                    ni[k] += c * Gj[k]
+                if want_err:
+                    big = x > eps
+                    ok = big and c >= tiny
+                    q[nb] = c if ok else 1.0
+                    xs[nb] = x if ok else 0.0
+                    nb += 1
+                    a1 += x if big else 0.0
+                    if big and not ok:
+                        a0 += x * math.log(c)
+        if want_err and nb:
+            a0 += _sum_xlog(xs[:nb], q[:nb], e[:nb])
+    for i in range(lo, hi):
+        Wi = W[i]
+        for k in range(r):
+            Wi[k] = _finish1(np.float64(Wi[k]), num[i - lo, k], s[k], l1, l2, zthr, eps)
+    return a0, a1
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def tiled_kl_W(ptr, lidx, ldat, tile, W, Ht, s, l1, l2, zthr, eps, rsplit, num, want_err):
+    """Unmasked sparse KL update of W (m, r) in place from the tiled entries (see above).
+    Task k takes rows ``rsplit[k]``..``rsplit[k + 1]`` (split by non-zeros) in panels of
+    ``num.shape[1]`` rows, ``num[k]`` its numerator scratch (allocated once per fit). With
+    ``want_err`` also the per-task partial sums (columns 0, 1) of the objective at the
+    factors it starts from (as ``sparse_update_kl_err``)."""
+    m, r = W.shape
+    T = ptr.shape[0]
+    P = rsplit.shape[0] - 1
+    panel = num.shape[1]
+    out = np.zeros((P, 4), np.float64)
+    maxblk = 1
+    if want_err:
+        for t in range(T):
+            for k in range(P):
+                for lo in range(rsplit[k], rsplit[k + 1], panel):
+                    hi = min(rsplit[k + 1], lo + panel)
+                    maxblk = max(maxblk, ptr[t, hi] - ptr[t, lo])
+    for k in prange(P):
+        q = np.empty(maxblk, np.float64)
+        xs = np.empty(maxblk, np.float64)
+        e = np.empty(maxblk, np.float64)
+        a0 = 0.0
+        a1 = 0.0
+        for lo in range(rsplit[k], rsplit[k + 1], panel):
+            hi = min(rsplit[k + 1], lo + panel)
+            b0, b1 = _tiled_W_panel(ptr, lidx, ldat, tile, W, Ht, s, l1, l2, zthr, eps, lo, hi,
+                                    num[k], want_err, q, xs, e)
+            a0 += b0
+            a1 += b1
+        out[k, 0] = a0
+        out[k, 1] = a1
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _tiled_H_tile(ptr, lidx, ldat, t, tile, W, Ht, s, l1, l2, zthr, eps, num):
+    m, r = W.shape
+    c0 = t * tile
+    w = num.shape[0]
+    for j in range(w):
+        for k in range(r):
+            num[j, k] = 0.0
+    for i in range(m):
+        Wi = W[i]
+        for p in range(ptr[t, i], ptr[t, i + 1]):
+            jl = np.int64(lidx[p])
+            Gj = Ht[c0 + jl]
+            wh = 0.0
+            for k in range(r):
+                wh += np.float64(Wi[k]) * Gj[k]
+            c = np.float64(ldat[p]) / max(wh, eps)
+            nj = num[jl]
+            for k in range(r):
+                nj[k] += c * Wi[k]
+    for j in range(w):
+        Gj = Ht[c0 + j]
+        for k in range(r):
+            Gj[k] = _finish1(np.float64(Gj[k]), num[j, k], s[k], l1, l2, zthr, eps)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
+def _tiled_err_tile(ptr, lidx, ldat, t, tile, W, Ht, eps, q, xs, e):
+    # the KL objective's entry terms (as ``_sparse_kl_rows``) over tile t's entries, right
+    # after the tile of H^T was updated (still in L2); logs in batches of len(q)
+    m, r = W.shape
+    c0 = t * tile
+    tiny = 2.2250738585072014e-308
+    B = q.shape[0]
+    a0 = 0.0
+    a1 = 0.0
+    nb = 0
+    for i in range(m):
+        Wi = W[i]
+        for p in range(ptr[t, i], ptr[t, i + 1]):
+            Gj = Ht[c0 + np.int64(lidx[p])]
+            wh = 0.0
+            for k in range(r):
+                wh += np.float64(Wi[k]) * Gj[k]
+            x = np.float64(ldat[p])
+            qj = x / max(wh, eps)
+            big = x > eps
+            ok = big and qj >= tiny
+            q[nb] = qj if ok else 1.0
+            xs[nb] = x if ok else 0.0
+            nb += 1
+            a1 += x if big else 0.0
+            if big and not ok:  # subnormal ratio: libm
+                a0 += x * math.log(qj)
+            if nb == B:
+                a0 += _sum_xlog(xs, q, e)
+                nb = 0
+    if nb:
+        a0 += _sum_xlog(xs[:nb], q[:nb], e[:nb])
+    return a0, a1
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def tiled_kl_H(ptr, lidx, ldat, tile, W, Ht, s, l1, l2, zthr, eps, tsplit, num, want_err):
+    """Unmasked sparse KL update of H^T (n, r) in place from the tiled entries: task k takes
+    the column tiles ``tsplit[k]``..``tsplit[k + 1]`` (split by non-zeros) and owns their
+    numerators (``num[k]``, scratch allocated once per fit; no write conflicts). With ``want_err``
+    the per-task partial sums (columns 0, 1) of the objective at (W, the updated H), each
+    tile swept again while its new H^T rows are in cache: the final objective of a fit
+    without its own pass over the non-zeros (which gathers H^T from L3)."""
+    n, r = Ht.shape
+    P = tsplit.shape[0] - 1
+    out = np.zeros((P, 4), np.float64)
+    for k in prange(P):
+        q = np.empty(1024 if want_err else 1, np.float64)
+        xs = np.empty(1024 if want_err else 1, np.float64)
+        e = np.empty(1024 if want_err else 1, np.float64)
+        for t in range(tsplit[k], tsplit[k + 1]):
+            c0 = t * tile
+            w = max(0, min(n, c0 + tile) - c0)
+            _tiled_H_tile(ptr, lidx, ldat, t, tile, W, Ht, s, l1, l2, zthr, eps, num[k, :w])
+            if want_err:
+                a0, a1 = _tiled_err_tile(ptr, lidx, ldat, t, tile, W, Ht, eps, q, xs, e)
+                out[k, 0] += a0
+                out[k, 1] += a1
+    return out
+
+
 # --------------------------------------------------------------------------- objectives
 
 @numba.njit(inline="always")
@@ -1173,6 +1391,7 @@ class SparseProblem:
     def __init__(self, X, weights, p: Params, r: int):
         self.p = p
         self.shape = X.shape
+        self.t_ptr = self.t_idx = self.t_data = self.t_numW = self.t_numH = None
         self.work = X.nnz + X.shape[0] + X.shape[1]
         self.dtype = X.dtype
         self.indptr, self.indices, self.data = X.indptr, X.indices, X.data
@@ -1189,6 +1408,14 @@ class SparseProblem:
             self.w = np.ascontiguousarray(weights, dtype=X.dtype)
             self.c_w = self.w[order]
             del perm, order
+        elif p.kind == KL and config.CPU_TILE_COLS > 0:
+            # unmasked KL: column tiles of the entries serve both updates (no CSC copy)
+            self.tile = int(config.CPU_TILE_COLS)
+            self.t_ptr, self.t_idx, self.t_data = tile_build(
+                X.indptr, X.indices, X.data, X.shape[1], self.tile, config.CPU_ROW_CHUNK * 16)
+            self.c_indptr = self.c_indices = self.c_data = None
+            self.w = self.c_w = np.empty(0, X.dtype)
+            self._tile_split(X, r)
         else:
             Xc = X.tocsc()
             self.c_indptr, self.c_indices, self.c_data = Xc.indptr, Xc.indices, Xc.data
@@ -1198,6 +1425,28 @@ class SparseProblem:
         self.D0 = np.empty((0, 0), X.dtype)
         self.g0 = np.empty((0, 0), np.float64)
         self._wcache = None
+
+    def _tile_split(self, X, r):
+        """Static, non-zero balanced task partitions of the tiled sweeps (rows of W, column
+        tiles of H^T), one task per Numba thread, and their numerator scratch."""
+        import numba
+
+        m, n = X.shape
+        P = max(1, numba.get_num_threads())
+        nnz = X.indptr[-1]
+        goal = np.arange(P + 1) * (nnz / P)
+        rs = np.searchsorted(X.indptr, goal, side="left").astype(np.int64)
+        rs[0], rs[-1] = 0, m
+        self.t_rsplit = np.maximum.accumulate(np.minimum(rs, m))
+        tn = self.t_ptr[:, m] - self.t_ptr[:, 0]
+        cum = np.concatenate(([0], np.cumsum(tn)))
+        ts = np.searchsorted(cum, goal, side="left").astype(np.int64)
+        T = self.t_ptr.shape[0]
+        ts[0], ts[-1] = 0, T
+        self.t_tsplit = np.maximum.accumulate(np.minimum(ts, T))
+        panel = max(1, min(int(config.CPU_TILE_PANEL), m))
+        self.t_numW = np.empty((P, panel, r), np.float64)
+        self.t_numH = np.empty((P, max(1, min(self.tile, n)), r), np.float64)
 
     def start(self, W, H):
         return W, np.ascontiguousarray(H.T)
@@ -1212,6 +1461,7 @@ class SparseProblem:
     def release(self):
         """Drop the CSC copy once the updates are done (the objective needs only CSR)."""
         self.c_indptr = self.c_indices = self.c_data = self.c_w = None
+        self.t_ptr = self.t_idx = self.t_data = None
 
     def _run(self, side, F, G, gram, s, D, den_mode, l1, l2, z):
         p = self.p
@@ -1219,8 +1469,16 @@ class SparseProblem:
             ip, ix, dx, w = self.indptr, self.indices, self.data, self.w
         else:
             ip, ix, dx, w = self.c_indptr, self.c_indices, self.c_data, self.c_w
-        if p.kind == KL and den_mode == DEN_VEC:
+        if p.kind == KL and den_mode == DEN_VEC and self.t_ptr is None:
             sparse_update_kl(ip, ix, dx, F, G, s, l1, l2, z, p.eps, config.CPU_ROW_CHUNK)
+            return
+        if p.kind == KL and den_mode == DEN_VEC:
+            if side == "W":
+                tiled_kl_W(self.t_ptr, self.t_idx, self.t_data, self.tile, F, G, s, l1, l2, z,
+                           p.eps, self.t_rsplit, self.t_numW, False)
+            else:
+                tiled_kl_H(self.t_ptr, self.t_idx, self.t_data, self.tile, G, F, s, l1, l2, z,
+                           p.eps, self.t_tsplit, self.t_numH, False)
             return
         sparse_update(ip, ix, dx, w, self.has_w, F, G, gram, s, D, p.kind, den_mode,
                       p.beta, l1, l2, p.gamma, z, p.eps, p.clamp_num, p.clamp_den,
@@ -1266,12 +1524,19 @@ class SparseProblem:
         p = self.p
         if self.has_w or p.kind != KL:
             return None
+        if self.t_ptr is None:
+            m, n = self.shape
+            sum_wh = float(np.dot(W.sum(axis=0), Ht.sum(axis=0)))
+            s = Ht.sum(axis=0).astype(np.float64)
+            maxrow = int(np.diff(self.indptr).max()) if m else 0
+            parts = sparse_update_kl_err(self.indptr, self.indices, self.data, W, Ht, s, l1, l2,
+                                         p.zW, p.eps, config.CPU_ROW_CHUNK, max(maxrow, 1)).sum(axis=0)
+            return _finish_error(p, parts, sum_wh, m * n, 0.0)
         m, n = self.shape
         sum_wh = float(np.dot(W.sum(axis=0), Ht.sum(axis=0)))
         s = Ht.sum(axis=0).astype(np.float64)
-        maxrow = int(np.diff(self.indptr).max()) if m else 0
-        parts = sparse_update_kl_err(self.indptr, self.indices, self.data, W, Ht, s, l1, l2, p.zW,
-                                     p.eps, config.CPU_ROW_CHUNK, max(maxrow, 1)).sum(axis=0)
+        parts = tiled_kl_W(self.t_ptr, self.t_idx, self.t_data, self.tile, W, Ht, s, l1, l2,
+                           p.zW, p.eps, self.t_rsplit, self.t_numW, True).sum(axis=0)
         return _finish_error(p, parts, sum_wh, m * n, 0.0)
 
     def _cached_D(self, W, Ht, H_fixed):
@@ -1292,6 +1557,20 @@ class SparseProblem:
         else:
             D = self._beta_dens(W, Ht, "H")
             self._run("H", Ht, W, self.g0, self.s0, D, DEN_MAT, l1, l2, p.zH)
+
+    def update_H_then_error(self, W, Ht, l1, l2):
+        """``update_H`` and then the objective at (W, the new H), in one pass over the
+        non-zeros for unmasked KL (column tiles); None (nothing done) otherwise."""
+        p = self.p
+        if self.t_ptr is None:
+            return None
+        m, n = self.shape
+        s = W.sum(axis=0).astype(np.float64)
+        s[s == 0] = 1.0
+        parts = tiled_kl_H(self.t_ptr, self.t_idx, self.t_data, self.tile, W, Ht, s, l1, l2,
+                           p.zH, p.eps, self.t_tsplit, self.t_numH, True).sum(axis=0)
+        sum_wh = float(np.dot(W.sum(axis=0), Ht.sum(axis=0)))
+        return _finish_error(p, parts, sum_wh, m * n, 0.0)
 
     def error(self, W, Ht) -> float:
         p = self.p
