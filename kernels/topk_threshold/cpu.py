@@ -821,14 +821,16 @@ def pair_groups_for(m: int, k: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _pair_prefix_short(keys, w, mrow, kl, partner, m, k, G, gm, cand, ck):
+def _pair_prefix_short(keys, w, mrow, kl, partner, m, k, n1, G, gm, cand, ck):
     """Pair-aware support of a short row by an estimated threshold: ``nk``, or -1 (fall back).
 
     thr = the smallest of G strided group maxima; the entries with key >= thr (at least G of
     them) are the candidates. When they cost more than k, the kept set (the longest prefix
     of the ranking key descending, index ascending, whose cost is <= k) lies among them:
     a stable insertion sort of the candidates (increasing index order on entry) and one walk
-    give it. Otherwise -1, and the caller runs the general select.
+    give it. Otherwise -1, and the caller runs the general select. n1: the number of
+    cost-1 entries of the row; every other kept entry costs 2, so the kept prefix holds at
+    most (k + n1) // 2 entries and only the top (k + n1) // 2 + 1 candidates are sorted.
     """
     for g in range(G):
         gm[g] = keys[g]
@@ -853,8 +855,8 @@ def _pair_prefix_short(keys, w, mrow, kl, partner, m, k, G, gm, cand, ck):
         cost += np.int64(w[cand[i]])
     if cost <= k:
         return -1
-    # stable insertion sort, descending keys; only the first k + 1 places can matter
-    L = min(c, k + 1)
+    # stable insertion sort, descending keys, of the top L candidates only
+    L = min(c, (k + n1) // 2 + 1)
     ns = 0
     for i in range(c):
         j = cand[i]
@@ -894,7 +896,7 @@ def _pair_prefix_short(keys, w, mrow, kl, partner, m, k, G, gm, cand, ck):
 
 @numba.njit(inline="always")
 def _hermitian_planar_list(cr, ci, mrow, kl, partner, w, wf, dup, total, k, first_bits, exact_square, mag, keys, hist,
-                           cand, ck, cw, G, gm, cand2, ck2, cw2, Gp):
+                           cand, ck, cw, G, gm, cand2, ck2, cw2, Gp, n1):
     """Pair-aware support of one half-spectrum row held as real/imaginary planes (cr, ci).
 
     The keys are ``_hermitian_row``'s (complex64 planes: re^2 + im^2 in float64, else
@@ -919,7 +921,7 @@ def _hermitian_planar_list(cr, ci, mrow, kl, partner, w, wf, dup, total, k, firs
     if kmax >= U64(0x7FF0000000000000):
         return -1
     if Gp > 0:
-        nk = _pair_prefix_short(keys, w, mrow, kl, partner, m, k, Gp, gm, cand, ck)
+        nk = _pair_prefix_short(keys, w, mrow, kl, partner, m, k, n1, Gp, gm, cand, ck)
         if nk >= 0:
             return nk
     t_key, rem, keep_all, nc = _select(keys, kmax, w, True, m, k, total, 63, first_bits, hist, cand, ck, cw, G,
@@ -977,9 +979,11 @@ def _fft_task(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bit
     total = _hermitian_weights(partner, wts)
     wf = np.empty(m, np.float64)
     n_dup = 0
+    n1 = 0
     for j in range(m):
         wf[j] = 1.0 if wts[j] != 0 else 0.0
         n_dup += wts[j] == 0
+        n1 += wts[j] == 1
     dup = np.empty(n_dup, np.int64)
     n_dup = 0
     for j in range(m):
@@ -1014,7 +1018,7 @@ def _fft_task(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bit
                 ci[o1 + v] = P[h // 2, wh + v]
         mrow = mask[b] if want_mask else mrow_s
         nk = _hermitian_planar_list(cr, ci, mrow, kl, partner, wts, wf, dup, total, k, first_bits, exact_square, mag,
-                                    keys, hist, cand, ck, cw, G, gm, cand2, ck2, cw2, Gp)
+                                    keys, hist, cand, ck, cw, G, gm, cand2, ck2, cw2, Gp, n1)
         if nk < 0:
             bad[b] = 1
             continue
