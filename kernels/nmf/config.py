@@ -20,7 +20,8 @@ of a loaded 2-core machine).
 ``CPU_TILE_COLS``, ``CPU_TILE_PANEL``: unmasked sparse KL regroups V's entries into tiles of
 ``CPU_TILE_COLS`` columns (a tile of H^T, cols x r, stays in L2 while it is gathered); the W
 update's parallel tasks take panels of ``CPU_TILE_PANEL`` rows (their r-long numerators
-stay in cache across the tiles). Local column indices are uint16: CPU_TILE_COLS <= 65536.
+stay in cache across the tiles). CPU_TILE_COLS is rounded down to a power of two <= 65536
+(local column indices are uint16); 0 selects the plain CSR / CSC sweeps.
 
 ``CUDA_THREADS``: threads per block of the elementwise / per-row numba.cuda kernels.
 ``CUDA_GEMM_TILE``: tile edge of the fallback numba.cuda GEMM (used without CuPy and under
