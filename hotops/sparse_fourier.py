@@ -430,32 +430,18 @@ def _pixel_step(ya, xa, t, n):
     return e2.reshape(ya.shape), z2.reshape(ya.shape)
 
 
-_BLAS_CONTROLLER = []
-
-
 def _one_blas_thread(enabled: bool):
-    """Context limiting the loaded BLAS libraries to one thread (a no-op when not ``enabled``
-    or without threadpoolctl).
+    """``hotops.kernels._blas.single_threaded_blas``: one BLAS thread while the fused kernels
+    call BLAS from Numba tasks (a no-op when not ``enabled``).
 
     IHT alternates BLAS products with Numba kernels; with both pools at full size, OpenBLAS's
     threads spin-wait after every product while Numba's threads want the same cores. One BLAS
     thread for the loop measured 204 -> 146 ms (median) for 1024 28x28 images, 10 iterations,
     on a 2-core machine with 2 Numba threads.
     """
-    import contextlib
+    from hotops.kernels._blas import single_threaded_blas
 
-    if not enabled:
-        return contextlib.nullcontext()
-    if not _BLAS_CONTROLLER:
-        try:
-            import scipy.linalg.cython_blas  # noqa: F401  (Numba's np.dot calls this BLAS: load it before the scan)
-            from threadpoolctl import ThreadpoolController
-
-            _BLAS_CONTROLLER.append(ThreadpoolController().select(user_api="blas"))
-        except Exception:  # threadpoolctl missing or failing: leave the pools as they are
-            _BLAS_CONTROLLER.append(None)
-    ctl = _BLAS_CONTROLLER[0]
-    return ctl.limit(limits=1) if ctl is not None else contextlib.nullcontext()
+    return single_threaded_blas(enabled)
 
 
 def _iht_loop(xp, y2, x_hat, e_hat, iters, active, k, t, n, n_iter, tol, transform, sizes, d, w, real_fft):
