@@ -706,26 +706,26 @@ def sparse_update_kl_err(indptr, indices, data, F, G, s, l1, l2, zthr, eps, chun
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def tile_build(indptr, indices, data, n, shift, chunk):
+def tile_build(indptr, indices, data, n, shift, chunk, ptr):
     """Regroup a CSR matrix (m x n) into column tiles of 2^shift columns (shifts and masks,
     not integer divisions: 8 -> 4 ms here): returns (ptr (T, m + 1) int64, local column
-    indices uint16, values), entries of a row kept in their CSR order."""
+    indices uint16, values), entries of a row kept in their CSR order. ``ptr``: zeros of
+    shape (T, m + 1), int32 where nnz allows (counted in place: no other T x m array)."""
     m = indptr.shape[0] - 1
     tile = 1 << shift
     lmask = tile - 1
     T = max(1, (n + tile - 1) >> shift)
-    cnt = np.zeros((T, m + 1), np.int64)
     n_tasks = (m + chunk - 1) // chunk
     for b in prange(n_tasks):
         for i in range(b * chunk, min(m, (b + 1) * chunk)):
             for e in range(indptr[i], indptr[i + 1]):
-                cnt[np.int64(indices[e]) >> shift, i] += 1
-    ptr = np.empty((T, m + 1), np.int64)
+                ptr[np.int64(indices[e]) >> shift, i] += 1
     run = 0
     for t in range(T):
         for i in range(m):
+            c = ptr[t, i]
             ptr[t, i] = run
-            run += cnt[t, i]
+            run += c
         ptr[t, m] = run
     nnz = indptr[m]
     lidx = np.empty(nnz, np.uint16)
@@ -1421,8 +1421,10 @@ class SparseProblem:
             # unmasked KL: column tiles of the entries serve both updates (no CSC copy)
             shift = max(0, min(16, int(config.CPU_TILE_COLS).bit_length() - 1))
             self.tile = 1 << shift
+            T = max(1, -(-X.shape[1] >> shift))
+            ptr = np.zeros((T, X.shape[0] + 1), np.int32 if X.nnz < 2**31 - 1 else np.int64)
             self.t_ptr, self.t_idx, self.t_data = tile_build(
-                X.indptr, X.indices, X.data, X.shape[1], shift, config.CPU_ROW_CHUNK * 16)
+                X.indptr, X.indices, X.data, X.shape[1], shift, config.CPU_ROW_CHUNK * 16, ptr)
             self.c_indptr = self.c_indices = self.c_data = None
             self.w = self.c_w = np.empty(0, X.dtype)
             self._tile_split(X, r)
