@@ -112,6 +112,43 @@ def test_lr_schedule_steps_every_quarter():
     assert [lr_at(i, 100) for i in (0, 24, 25, 49, 50, 75, 99)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 1e-3, 1e-4, 1e-4])
 
 
+def test_cosine_schedule_and_bad_schedule():
+    assert [lr_at(i, 100, 1e-4, "cosine") for i in (0, 50, 100)] == pytest.approx([1e-4, 5e-5, 0.0], abs=1e-12)
+    assert lr_at(25, 100, 1.0, "cosine") == pytest.approx(0.5 * (1 + np.cos(np.pi / 4)))
+    with pytest.raises(ValueError, match="schedule"):
+        lr_at(0, 10, 0.1, "linear")
+
+
+def test_adam_cosine_steps_reduce_the_loss_and_bad_optimizer():
+    torch.manual_seed(0)
+    lr, hr = _synthetic_pool(64)
+    lr, hr = lr[:, :24, :24], np.clip(hr[:, :24, :24] + 0.1, 0, 1.2)
+    m = VDSR(depth=5, channels=8)
+    torch.nn.init.zeros_(m.convs[-1].weight)
+    x, y = torch.from_numpy(lr)[:, None], torch.from_numpy(hr)[:, None]
+    with torch.no_grad():
+        before = float(0.5 * (m(x) - y).pow(2).mean())
+    hist = train(m, lr, hr, iterations=30, batch=8, base_lr=3e-3, progress=False, seed=0,
+                 optimizer="adam", schedule="cosine")
+    with torch.no_grad():
+        after = float(0.5 * (m(x) - y).pow(2).mean())
+    assert hist["config"]["optimizer"] == "adam" and hist["config"]["schedule"] == "cosine"
+    assert after < 0.5 * before, (before, after)
+    with pytest.raises(ValueError, match="optimizer"):
+        train(m, lr, hr, iterations=1, progress=False, optimizer="rmsprop")
+    with pytest.raises(ValueError, match="schedule"):
+        train(m, lr, hr, iterations=1, progress=False, schedule="linear")
+
+
+def test_resume_refuses_another_optimizer(tmp_path):
+    lr, hr = _synthetic_pool(32)
+    state = tmp_path / "state.pt"
+    m = VDSR(depth=3, channels=4)
+    train(m, lr, hr, iterations=4, batch=4, progress=False, state_path=state, stop_at=2)
+    with pytest.raises(ValueError, match="optimizer='sgd'"):
+        train(m, lr, hr, iterations=4, batch=4, progress=False, resume=state, optimizer="adam")
+
+
 def test_training_steps_reduce_the_loss():
     """A few SGD steps with adjustable clipping on a tiny pool whose residual has a learnable
     part (bicubic error + a brightness offset of 0.1) cut the loss."""
