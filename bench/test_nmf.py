@@ -137,9 +137,9 @@ def _hotops_iterations(X, W0, H0, iters):
     prob = cpu.DenseProblem(X, None, cpu.Params(2.0, EPSILON), W0.shape[1])
     W, H = W0.copy(), H0.copy()
     with _threads_for(prob, W.shape[1]):
-        for _ in range(iters):
-            prob.update_W(W, H, 0.0, 0.0)
-            prob.update_H(W, H, 0.0, 0.0)
+        # as the fit runs them (kernels.nmf.run_loop with tol=0): all in one fused call,
+        # including the transposed copy of V that float32 makes for them
+        prob.iterate(W, H, iters, 0.0, 0.0, 0.0, 0.0, remaining=iters)
     return W
 
 

@@ -38,3 +38,33 @@ def test_restored_after_an_exception():
         with single_threaded_blas():
             raise RuntimeError("boom")
     assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_blocks_transposes_and_accumulation(dtype):
+    # kernels._blas.gemm: row-major C = alpha op(A) op(B) + beta C on sub-blocks given by an
+    # element offset and a leading dimension (no copies), called from Numba code
+    import numba
+    import numpy as np
+
+    from hotops.kernels._blas import gemm
+
+    @numba.njit
+    def call(ta, tb, M, N, K, alpha, A, ao, lda, B, bo, ldb, beta, C, co, ldc):
+        return gemm(ta, tb, M, N, K, alpha, A, ao, lda, B, bo, ldb, beta, C, co, ldc)
+
+    rng = np.random.default_rng(0)
+    X = rng.random((9, 13)).astype(dtype)
+    W = rng.random((9, 4)).astype(dtype)
+    C = rng.random((4, 20)).astype(dtype)
+    C0 = C.copy()
+    # C[:, 3:10] = 2 W^T X[:, 5:12] + C[:, 3:10]
+    assert call(True, False, 4, 7, 9, 2.0, W, 0, 4, X, 5, 13, 1.0, C, 3, 20) == 0
+    want = C0.copy()
+    want[:, 3:10] += 2 * W.T @ X[:, 5:12]
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    assert np.allclose(C, want, rtol=tol, atol=tol)
+    # A B^T with both operands rows 2:6 of one array (a Gram matrix of a row block)
+    out = np.zeros((4, 4), dtype)
+    call(False, True, 4, 4, 13, 1.0, X, 2 * 13, 13, X, 2 * 13, 13, 0.0, out, 0, 4)
+    assert np.allclose(out, X[2:6] @ X[2:6].T, rtol=tol, atol=tol)

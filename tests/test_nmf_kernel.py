@@ -78,6 +78,31 @@ def test_multi_task_paths(rng, monkeypatch):
                               K.objective(V, Wk, Hk, beta_loss=beta), rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed", [False, True], ids=["V", "VT"])
+def test_fused_frobenius_iterations(rng, monkeypatch, dtype, transposed):
+    # DenseProblem.iterate (whole Frobenius iterations in one call, Gram matrices handed from
+    # one update to the other, W^T V from V^T or from column blocks of V) against the plain
+    # numpy reference, on shapes where tasks get one row / no columns / several blocks, with
+    # penalties, in several calls (H^T and the Grams rebuilt at each call)
+    from hotops.kernels.nmf import EPSILON, _threads_for, config, cpu
+
+    monkeypatch.setattr(config, "DENSE_VT_MAX_BYTES", (1 << 30) if transposed else 0)
+    monkeypatch.setattr(config, "DENSE_VT_MIN_ITER", 1)
+    for m, n, r in ((23, 17, 3), (1, 40, 2), (40, 1, 2), (3, 70, 5), (90, 35, 1)):
+        V, W, H = _problem(rng, m, n, r, dtype=dtype)
+        prob = cpu.DenseProblem(V, None, cpu.Params(2.0, EPSILON), r)
+        Wk, Hk = W.copy(), H.copy()
+        with _threads_for(prob, r):
+            prob.iterate(Wk, Hk, 4, 0.05, 0.1, 0.02, 0.03, remaining=7)
+            prob.iterate(Wk, Hk, 3, 0.05, 0.1, 0.02, 0.03, remaining=3)
+        assert (prob.XT is not None) == (transposed and dtype == np.float32)
+        Wr, Hr = ref.nmf_mu(V.astype(np.float64), W.astype(np.float64), H.astype(np.float64), 2.0, 7,
+                            0.05, 0.02, 0.1, 0.03)
+        tol = TOL[dtype] if dtype == np.float32 else 1e-10
+        assert _rel(Wk, Wr) < tol and _rel(Hk, Hr) < tol, (m, n, r)
+
+
 @pytest.mark.parametrize("beta", [2.0, 1.0, 0.5, 3.0])
 def test_objective_matches_divergence(rng, beta):
     V, W, H = _problem(rng, 9, 14, 3, positive=True)

@@ -50,3 +50,19 @@ def test_per_iteration_allocations_are_small():
         assert peak < limit, (type(prob).__name__, beta, peak)
         # and far below one m x n (dense) or nnz-sized (sparse) float64 array
         assert peak < 8 * (X.nnz if sp.issparse(X) else m * n) / 50
+
+
+def test_fused_iterations_allocate_no_large_arrays():
+    # DenseProblem.iterate (plain Frobenius): after its first call (which makes its buffers
+    # and, in float32, the transposed copy of V once per fit) iterations allocate nothing
+    # larger than the tasks' r x r Grams
+    rng = np.random.default_rng(1)
+    m, n, r = 600, 500, 4
+    for dtype in (np.float64, np.float32):
+        X = rng.poisson(1.0, (m, n)).astype(dtype)
+        prob = cpu.DenseProblem(X, None, cpu.Params(2.0, EPSILON), r)
+        W = (np.abs(rng.standard_normal((m, r))) + 0.1).astype(dtype)
+        H = (np.abs(rng.standard_normal((r, n))) + 0.1).astype(dtype)
+        prob.iterate(W, H, 1, 0.0, 0.0, 0.0, 0.0, remaining=10)
+        peak = _peak_of(lambda: prob.iterate(W, H, 3, 0.0, 0.0, 0.0, 0.0, remaining=9))
+        assert peak < 8 * (r * n + 4096), (dtype, peak)

@@ -340,7 +340,24 @@ def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_
     error_at_init = np.float64(err0 if first_W_done else problem.error(Wk, Hk))
     previous_error = error_at_init
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    # whole iterations in one call where the problem can (dense Frobenius): up to the next
+    # objective evaluation (every 10 iterations with tol > 0), else all of them
+    fused_iters = update_H and getattr(problem, "can_iterate", False) and not first_W_done
+    while fused_iters and n_iter < max_iter:
+        step = max_iter - n_iter if tol <= 0 else min(max_iter - n_iter, 10 - n_iter % 10)
+        problem.iterate(Wk, Hk, step, float(l1_reg_W), float(l2_reg_W), float(l1_reg_H),
+                        float(l2_reg_H), remaining=max_iter - n_iter)
+        n_iter += step
+        if tol > 0 and n_iter % 10 == 0:
+            error = np.float64(problem.error(Wk, Hk))
+            if callback is not None:
+                callback(n_iter, float(error))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stop = (previous_error - error) / error_at_init < tol
+            if stop:
+                break
+            previous_error = error
+    for n_iter in range(1, 0 if fused_iters else max_iter + 1):
         if not (n_iter == 1 and first_W_done):
             problem.update_W(Wk, Hk, float(l1_reg_W), float(l2_reg_W), H_fixed=not update_H)
         if update_H:

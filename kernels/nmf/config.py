@@ -23,6 +23,11 @@ update's parallel tasks take panels of ``CPU_TILE_PANEL`` rows (their r-long num
 stay in cache across the tiles). CPU_TILE_COLS is rounded down to a power of two <= 65536
 (local column indices are uint16); 0 selects the plain CSR / CSC sweeps.
 
+``DENSE_VT_MIN_ITER``, ``DENSE_VT_MAX_BYTES``: plain dense Frobenius in float32 reads W^T V
+from a transposed copy of V (see ``cpu.frob_iterate``) when a fit has at least
+``DENSE_VT_MIN_ITER`` iterations to run (the copy costs about half an iteration) and V has
+at most ``DENSE_VT_MAX_BYTES`` bytes (the copy doubles V's memory); 0 bytes turns it off.
+
 ``CUDA_THREADS``: threads per block of the elementwise / per-row numba.cuda kernels.
 ``CUDA_GEMM_TILE``: tile edge of the fallback numba.cuda GEMM (used without CuPy and under
 the simulator); with CuPy, GEMMs go to cuBLAS.
@@ -36,3 +41,5 @@ DENSE_TASK_ROWS = 64
 CUDA_GEMM_TILE = 16
 CPU_TILE_COLS = 1024
 CPU_TILE_PANEL = 1024
+DENSE_VT_MIN_ITER = 4
+DENSE_VT_MAX_BYTES = 1 << 30
