@@ -161,7 +161,7 @@ def _dct_mats_2d(h: int, w: int, dtype) -> tuple[np.ndarray, ...]:
     return _dct_matrix(w, dtype, True), Dh, Dw, _dct_matrix(h, dtype, True)
 
 
-def _dct_project_fused(xm, k, lead, sizes):
+def _dct_project_fused(xm, k, lead, sizes, want_mask=True):
     """sparse_project's DCT of real numpy images with both sides <= DCT_MATMUL_MAX, in one
     Numba pass over the batch (transform, select and inverse per image while it is in cache;
     single-threaded BLAS inside the parallel region). Measured on 1024x28x28 float32, k = 40,
@@ -171,13 +171,13 @@ def _dct_project_fused(xm, k, lead, sizes):
     h, w = sizes
     x3 = np.ascontiguousarray(xm.reshape(-1, h, w))
     out3 = np.empty_like(x3)
-    mask2 = np.empty((x3.shape[0], h * w), np.bool_)
+    mask2 = np.empty((x3.shape[0], h * w), np.bool_) if want_mask else None
     if x3.shape[0]:
         with _one_blas_thread(True):
             bad = cpu.dct_project_small(x3, k, _dct_mats_2d(h, w, x3.dtype), out3, mask2)
         if bad.any():
             raise ValueError(f"x must be finite: {int(bad.sum())} sample(s) hold NaN or inf")
-    return out3.reshape(*lead, h, w), mask2.reshape(*lead, h, w)
+    return out3.reshape(*lead, h, w), (mask2.reshape(*lead, h, w) if want_mask else None)
 
 
 @functools.lru_cache(maxsize=32)
@@ -208,7 +208,7 @@ def _dft_mats_2d(h: int, w: int, dtype) -> tuple[np.ndarray, ...]:
     return mats
 
 
-def _fft_project_fused(xm, k, lead, sizes):
+def _fft_project_fused(xm, k, lead, sizes, want_mask=True):
     """sparse_project's real DFT of numpy images with both sides <= DCT_MATMUL_MAX in one
     Numba pass over the batch (the forward DFT as two small products per image, the inverse
     as a sum over the kept coefficients along h and one product along w, single-threaded
@@ -219,13 +219,13 @@ def _fft_project_fused(xm, k, lead, sizes):
     wh = w // 2 + 1
     x3 = np.ascontiguousarray(xm.reshape(-1, h, w))
     out3 = np.empty_like(x3)
-    mask2 = np.empty((x3.shape[0], h * wh), np.bool_)
+    mask2 = np.empty((x3.shape[0], h * wh), np.bool_) if want_mask else None
     if x3.shape[0]:
         with _one_blas_thread(True):
             bad = cpu.fft_project_small(x3, k, _dft_mats_2d(h, w, x3.dtype), hermitian_partner((h, w)), out3, mask2)
         if bad.any():
             raise ValueError(f"x must be finite: {int(bad.sum())} sample(s) hold NaN or inf")
-    return out3.reshape(*lead, h, w), mask2.reshape(*lead, h, wh)
+    return out3.reshape(*lead, h, w), (mask2.reshape(*lead, h, wh) if want_mask else None)
 
 
 def _forward(xm, transform, d, workers, real_fft):
@@ -370,7 +370,7 @@ def sparse_project(x, k, transform="dct", axes=(-2, -1), *, return_mask=False, w
     real_fft = transform == "fft" and np.dtype(x.dtype).kind == "f"
     if _use_dct_matmul(xm, len(axes)) and len(axes) == 2:  # small real images: one fused pass
         fused = _dct_project_fused if transform == "dct" else _fft_project_fused
-        y, mask = fused(xm, k, lead, sizes)
+        y, mask = fused(xm, k, lead, sizes, return_mask)
         y = _from_end(y, axes)
         return (y, mask) if return_mask else y
     w = _workers(workers)
