@@ -337,19 +337,29 @@ def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_
     # the final objective, fused into the last H update where the problem can (sparse KL)
     fused_last = getattr(problem, "update_H_then_error", None) if final_error is not None else None
     last_err = None
-    error_at_init = np.float64(err0 if first_W_done else problem.error(Wk, Hk))
+    # whole iterations in one call where the problem can (dense Frobenius): up to the next
+    # objective evaluation (every 10 iterations with tol > 0), else all of them; the
+    # objectives come from the products of the iterations (``DenseProblem.iterate``)
+    fused_iters = (update_H and max_iter >= 1 and getattr(problem, "can_iterate", False)
+                   and not first_W_done)
+    error_at_init = None
+    if not fused_iters:
+        error_at_init = np.float64(err0 if first_W_done else problem.error(Wk, Hk))
     previous_error = error_at_init
     n_iter = 0
-    # whole iterations in one call where the problem can (dense Frobenius): up to the next
-    # objective evaluation (every 10 iterations with tol > 0), else all of them
-    fused_iters = update_H and getattr(problem, "can_iterate", False) and not first_W_done
     while fused_iters and n_iter < max_iter:
         step = max_iter - n_iter if tol <= 0 else min(max_iter - n_iter, 10 - n_iter % 10)
-        problem.iterate(Wk, Hk, step, float(l1_reg_W), float(l2_reg_W), float(l1_reg_H),
-                        float(l2_reg_H), remaining=max_iter - n_iter)
+        check = tol > 0 and (n_iter + step) % 10 == 0
+        e0, e_end = problem.iterate(Wk, Hk, step, float(l1_reg_W), float(l2_reg_W), float(l1_reg_H),
+                                    float(l2_reg_H), remaining=max_iter - n_iter,
+                                    want_err0=n_iter == 0,
+                                    want_err=check or (final_error is not None and n_iter + step == max_iter))
+        if n_iter == 0:
+            error_at_init = previous_error = np.float64(e0)
         n_iter += step
-        if tol > 0 and n_iter % 10 == 0:
-            error = np.float64(problem.error(Wk, Hk))
+        last_err = e_end
+        if check:
+            error = np.float64(e_end)
             if callback is not None:
                 callback(n_iter, float(error))
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -391,7 +401,8 @@ def objective(V, W, H, *, beta_loss="frobenius", mask=None) -> float:
     beta = beta_loss_to_float(beta_loss)
     problem = make_problem(V, mask, beta, W.shape[1])
     Wk, Hk = problem.start(W, H)
-    return float(problem.error(Wk, Hk))
+    with _threads_for(problem, W.shape[1]):  # one BLAS thread where BLAS runs in Numba tasks
+        return float(problem.error(Wk, Hk))
 
 
 def batched_multiplicative_update(V, W, H, *, beta_loss="frobenius", max_iter=200, tol=1e-4,
