@@ -61,6 +61,8 @@ def _check_transform(transform) -> str:
 
 
 def _check_axes(axes, ndim: int) -> tuple[int, ...]:
+    if type(axes) is tuple and axes == (-2, -1) and ndim >= 2:  # the default, without the generic checks
+        return (ndim - 2, ndim - 1)
     return check_axes(axes, ndim, "an array")
 
 
@@ -106,15 +108,22 @@ def _xp_fft(x):
 def _to_end(x, axes):
     """x with ``axes`` moved to the end, and the shapes (lead, sizes)."""
     d = len(axes)
-    xp = np if isinstance(x, np.ndarray) else _xp_fft(x)[0]
-    xm = xp.moveaxis(x, axes, tuple(range(x.ndim - d, x.ndim)))
+    ends = tuple(range(x.ndim - d, x.ndim))
+    if tuple(axes) == ends:  # already last: no moveaxis (a few us per call)
+        xm = x
+    else:
+        xp = np if isinstance(x, np.ndarray) else _xp_fft(x)[0]
+        xm = xp.moveaxis(x, axes, ends)
     return xm, tuple(xm.shape[: x.ndim - d]), tuple(xm.shape[x.ndim - d:])
 
 
 def _from_end(y, axes):
     d = len(axes)
+    ends = tuple(range(y.ndim - d, y.ndim))
+    if tuple(axes) == ends:
+        return y
     xp = np if isinstance(y, np.ndarray) else _xp_fft(y)[0]
-    return xp.moveaxis(y, tuple(range(y.ndim - d, y.ndim)), axes)
+    return xp.moveaxis(y, ends, axes)
 
 
 #: Largest axis length for which the orthonormal DCT of real numpy input is computed as
@@ -148,6 +157,20 @@ def _dct_by_matmul(a, d: int, inverse: bool):
     return t
 
 
+#: OpenBLAS runs a GEMM on one thread when M * N * K <= 65536 * GEMM_MULTITHREAD_THRESHOLD
+#: (4 in its default build): the fused small-image kernels' products stay below this bound
+#: for images up to about 40 x 40 (28 x 28: 23520), and then need no one-BLAS-thread
+#: context around the parallel region (threadpoolctl's limit and restore cost 20-100 us per
+#: call here, 2-3% of a 1024-image projection).
+_SERIAL_GEMM_MNK = 65536
+
+
+def _fused_needs_blas_limit(h: int, w: int) -> bool:
+    """Whether a fused small-image kernel's products (at most h w (max(h, w) + 2)
+    multiply-adds each) could make BLAS start its own threads."""
+    return h * w * (max(h, w) + 2) > _SERIAL_GEMM_MNK
+
+
 def _use_dct_matmul(a, d: int) -> bool:
     return (isinstance(a, np.ndarray) and d in (1, 2) and a.dtype in (np.float32, np.float64)
             and max(a.shape[a.ndim - d:]) <= DCT_MATMUL_MAX)
@@ -173,7 +196,7 @@ def _dct_project_fused(xm, k, lead, sizes, want_mask=True):
     out3 = np.empty_like(x3)
     mask2 = np.empty((x3.shape[0], h * w), np.bool_) if want_mask else None
     if x3.shape[0]:
-        with _one_blas_thread(True):
+        with _one_blas_thread(_fused_needs_blas_limit(h, w)):
             bad = cpu.dct_project_small(x3, k, _dct_mats_2d(h, w, x3.dtype), out3, mask2)
         if bad.any():
             raise ValueError(f"x must be finite: {int(bad.sum())} sample(s) hold NaN or inf")
@@ -221,7 +244,7 @@ def _fft_project_fused(xm, k, lead, sizes, want_mask=True):
     out3 = np.empty_like(x3)
     mask2 = np.empty((x3.shape[0], h * wh), np.bool_) if want_mask else None
     if x3.shape[0]:
-        with _one_blas_thread(True):
+        with _one_blas_thread(_fused_needs_blas_limit(h, w)):
             bad = cpu.fft_project_small(x3, k, _dft_mats_2d(h, w, x3.dtype), hermitian_partner((h, w)), out3, mask2)
         if bad.any():
             raise ValueError(f"x must be finite: {int(bad.sum())} sample(s) hold NaN or inf")
