@@ -156,6 +156,29 @@ def test_bad_input_messages(rng):
         K.multiplicative_update(V, W.copy(), H.copy(), beta_loss="euclid")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_input_scan(dtype):
+    # arrays of at least kernels.nmf._SCAN_MIN entries are scanned by one parallel Numba pass
+    # (a float64 sum of the negative entries and of all entries); each kind of bad value,
+    # alone, in either task's half, still gets the exact message
+    from hotops.kernels.nmf import _SCAN_MIN, check_nonnegative
+
+    m, n = 600, 500
+    assert m * n >= _SCAN_MIN
+    X = np.ones((m, n), dtype)
+    check_nonnegative("X", X)
+    check_nonnegative("X", np.zeros((m, n), dtype) * -1.0)  # -0.0 is >= 0
+    for idx, value, msg in (((0, 3), -1e-30, "1 negative entry"), ((599, 499), np.nan, "NaN or inf"),
+                            ((300, 0), np.inf, "NaN or inf"), ((7, 7), -np.inf, "NaN or inf")):
+        Y = X.copy()
+        Y[idx] = value
+        where = rf"the first at X\[{idx[0]}, {idx[1]}\]"
+        with pytest.raises(ValueError, match=rf"{msg}.*{where}"):
+            check_nonnegative("X", Y)
+    big = np.full((m, n), np.finfo(dtype).max / 4, dtype)  # the sum overflows: exact check
+    check_nonnegative("X", big)
+
+
 def test_inputs_not_modified(rng):
     V, W, H = _problem(rng, 7, 6, 2)
     M = rng.random(V.shape)
