@@ -1159,6 +1159,9 @@ def fft_project_small(x3: np.ndarray, k: int, mats, partner: np.ndarray, out3: n
     mk = mask2 if want_mask else np.empty((1, 1), np.bool_)
     Wf, FH, Ch, Sh, Wi = mats
     m = x3.shape[1] * (w // 2 + 1)
-    _fft_project(x3, out3, mk, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits_for(63), bad, _n_tasks(B),
+    # first radix digit: 11 bits (1-octave bins of the float64 keys), not 14: the rows are short
+    # (at most 64 x 33), the general select runs on ~2% of them, and each task zeroes a
+    # 2 << first_bits histogram (256 KB at 14 bits: ~30 us per task, fresh pages included)
+    _fft_project(x3, out3, mk, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits_for(31), bad, _n_tasks(B),
                  groups_for(m, k), x3.dtype == np.float32, pair_groups_for(m, k))
     return bad
