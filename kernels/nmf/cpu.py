@@ -1378,6 +1378,14 @@ def _rel_decrease(prev, err, err0):
     return np.nan
 
 
+@numba.njit(inline="always")
+def _transpose_small(H, HT):
+    r, n = H.shape
+    for j in range(n):
+        for k in range(r):
+            HT[j, k] = H[k, j]
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FM)
 def _solve_one(X, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H, l2W, l2H,
                eps, clamp_num, clamp_den, zW, zH):
@@ -1394,15 +1402,20 @@ def _solve_one(X, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H,
     sums = np.empty(r, dt)
     plain_frob = kind == FROB and not has_mask
     plain_kl = kind == KL and not has_mask
+    # Frobenius: H^T kept contiguous (refreshed after each H update): X H^T with a
+    # contiguous right operand instead of BLAS' transpose flag, and H H^T = (H^T)^T H^T
+    HT = np.empty((n, r), dt) if plain_frob else np.empty((0, 0), dt)
     err0 = _error_one(X, M, has_mask, W, H, WH, kind, beta, eps)
     prev = err0
     n_iter = max_iter
+    if plain_frob:
+        _transpose_small(H, HT)
     for it in range(1, max_iter + 1):
         # ---- W <- W * (num / den)^gamma
         if plain_frob:
-            _mm_nt(X, H, numW)
-            _mm_nt(H, H, G)
-            _mm_nn(W, G, denW)
+            gemm(False, False, m, r, n, 1.0, X, 0, n, HT, 0, r, 0.0, numW, 0, r)
+            gemm(True, False, r, r, n, 1.0, HT, 0, r, HT, 0, r, 0.0, G, 0, r)
+            gemm(False, False, m, r, r, 1.0, W, 0, r, G, 0, r, 0.0, denW, 0, r)
         else:
             _mm_nn(W, H, WH)
             for i in range(m):
@@ -1430,9 +1443,9 @@ def _solve_one(X, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H,
         _finish_block(W, numW, denW, l1W, l2W, gamma, zW, eps)
         # ---- H <- H * (num / den)^gamma
         if plain_frob:
-            _mm_tn(W, X, numH)
-            _mm_tn(W, W, G)
-            _mm_nn(G, H, denH)
+            gemm(True, False, r, n, m, 1.0, W, 0, r, X, 0, n, 0.0, numH, 0, n)
+            gemm(True, False, r, r, m, 1.0, W, 0, r, W, 0, r, 0.0, G, 0, r)
+            gemm(False, False, r, n, r, 1.0, G, 0, r, H, 0, n, 0.0, denH, 0, n)
         else:
             _mm_nn(W, H, WH)
             for i in range(m):
@@ -1458,6 +1471,8 @@ def _solve_one(X, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H,
             else:
                 _mm_tn(W, Bm, denH)
         _finish_block(H, numH, denH, l1H, l2H, gamma, zH, eps)
+        if plain_frob:
+            _transpose_small(H, HT)
         if tol > 0 and it % 10 == 0:
             err = _error_one(X, M, has_mask, W, H, WH, kind, beta, eps)
             if _rel_decrease(prev, err, err0) < tol:
