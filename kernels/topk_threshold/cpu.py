@@ -677,9 +677,17 @@ def _dct_image(src, dst, mrow, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits
     the dense inverse. (At most 30 arguments: CPython passes more as a tuple, which Numba
     cannot inline.)
     """
+    np.dot(src, DwT, T)
+    return _dct_from_rows(dst, mrow, want_mask, k, Dh, Dw, DhT, nbits, first_bits, bad_key, G, kf, kb, T, C, Ck, Z,
+                          keys, hist, cand, ck, gm, cand2, ck2, cw2, GT, kl, juv)
+
+
+@numba.njit(inline="always")
+def _dct_from_rows(dst, mrow, want_mask, k, Dh, Dw, DhT, nbits, first_bits, bad_key, G, kf, kb, T, C, Ck, Z, keys, hist,
+                   cand, ck, gm, cand2, ck2, cw2, GT, kl, juv):
+    """``_dct_image`` from T = src Dw^T (the rows' transform, done for a chunk of images at once)."""
     n = C.size
     cflat = C.reshape(n)
-    np.dot(src, DwT, T)
     np.dot(Dh, T, C)
     kmax = _bits_keys(cflat, n, kf, kb, keys)
     if kmax >= bad_key:
@@ -729,12 +737,11 @@ def _bad_key_for(nbits):
 
 
 @numba.njit(cache=True, nogil=True)
-def _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi, G, kf, kb):
+def _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi, G, kf, kb, CH):
     # kf: a float scratch row of x's dtype, kb: the same memory as unsigned integers (the keys
     # are |C|'s own bits: 31-bit keys for float32 keep the first histogram at 32 KB).
     _, h, w = x.shape
     n = h * w
-    T = np.empty((h, w), x.dtype)
     C = np.empty((h, w), x.dtype)
     Ck = np.empty((h, w), x.dtype)
     Z = np.empty((h, w), x.dtype)
@@ -747,21 +754,27 @@ def _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, b
     kl = np.empty(n, np.int64)
     juv = _flat_uv(h, w)
     bad_key = _bad_key_for(nbits)
-    for b in range(lo, hi):
-        mrow = mask[b] if want_mask else mask[0]
-        if not _dct_image(x[b], out[b], mrow, want_mask, k, DwT, Dh, Dw, DhT, nbits,
-                          first_bits, bad_key, G, kf, kb, T, C, Ck, Z, keys, hist, cand, ck, gm, cand2, ck2, cw2,
-                          GT, kl, juv):
-            bad[b] = 1
+    Tb = np.empty((CH, h, w), x.dtype)
+    for b0 in range(lo, hi, CH):
+        b1 = min(b0 + CH, hi)
+        nb = b1 - b0
+        # the rows' transform of a chunk of images in one product (BLAS runs it ~25% faster
+        # per image than 16 separate 28x28 products)
+        np.dot(x[b0:b1].reshape(nb * h, w), DwT, Tb[:nb].reshape(nb * h, w))
+        for b in range(b0, b1):
+            mrow = mask[b] if want_mask else mask[0]
+            if not _dct_from_rows(out[b], mrow, want_mask, k, Dh, Dw, DhT, nbits, first_bits, bad_key, G, kf, kb,
+                                  Tb[b - b0], C, Ck, Z, keys, hist, cand, ck, gm, cand2, ck2, cw2, GT, kl, juv):
+                bad[b] = 1
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _dct_project(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, n_tasks, G, kf, kb):
+def _dct_project(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, n_tasks, G, kf, kb, CH):
     n_rows = x.shape[0]
     for task in prange(n_tasks):
         lo, hi = _task_rows(task, n_tasks, n_rows)
         _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi, G, kf[task],
-                  kb[task])
+                  kb[task], CH)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -880,7 +893,7 @@ def dct_project_small(x3: np.ndarray, k: int, mats, out3: np.ndarray, mask2: np.
     n_tasks = _n_tasks(B)
     kf = np.empty((n_tasks, h * w), x3.dtype)
     _dct_project(x3, out3, m, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits_for(nbits), bad, n_tasks,
-                 groups_for(h * w, k), kf, kf.view(utype))
+                 groups_for(h * w, k), kf, kf.view(utype), int(config.CPU_SMALL_IMAGE_CHUNK))
     return bad
 
 
@@ -1042,14 +1055,14 @@ def _hermitian_planar_list(cr, ci, mrow, kl, partner, w, wf, dup, total, k, firs
 
 
 @numba.njit(cache=True, nogil=True)
-def _fft_task(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits, bad, lo, hi, G, exact_square, Gp):
+def _fft_task(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits, bad, lo, hi, G, exact_square, Gp,
+              CH):
     _, h, w = x.shape
     wh = w // 2 + 1
     hc = h // 2 + 1
     hs = (h - 1) // 2
     m = h * wh
     dt = x.dtype
-    U = np.empty((h, 2 * wh), dt)
     P = np.empty((h, 2 * wh), dt)
     GT = np.empty((2 * wh, h), dt)
     cr = np.empty(m, dt)
@@ -1081,9 +1094,13 @@ def _fft_task(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bit
     GTf = GT.reshape(2 * wh * h)
     Gv = GT.T
     juv = _flat_uv(h, wh)
+    Ub = np.empty((CH, h, 2 * wh), dt)
     for b in range(lo, hi):
-        np.dot(x[b], Wf, U)
-        np.dot(FH, U, P)
+        i = (b - lo) % CH
+        if i == 0:  # the real DFT along w of the next chunk of images in one product
+            nb = min(CH, hi - b)
+            np.dot(x[b:b + nb].reshape(nb * h, w), Wf, Ub[:nb].reshape(nb * h, 2 * wh))
+        np.dot(FH, Ub[i], P)
         for v in range(wh):
             cr[v] = P[0, v]
             ci[v] = P[0, wh + v]
@@ -1131,12 +1148,12 @@ def _fft_task(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bit
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _fft_project(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits, bad, n_tasks, G, exact_square,
-                  Gp):
+                  Gp, CH):
     n_rows = x.shape[0]
     for task in prange(n_tasks):
         lo, hi = _task_rows(task, n_tasks, n_rows)
         _fft_task(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits, bad, lo, hi, G, exact_square,
-                   Gp)
+                   Gp, CH)
 
 
 def fft_project_small(x3: np.ndarray, k: int, mats, partner: np.ndarray, out3: np.ndarray,
@@ -1163,5 +1180,5 @@ def fft_project_small(x3: np.ndarray, k: int, mats, partner: np.ndarray, out3: n
     # (at most 64 x 33), the general select runs on ~2% of them, and each task zeroes a
     # 2 << first_bits histogram (256 KB at 14 bits: ~30 us per task, fresh pages included)
     _fft_project(x3, out3, mk, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits_for(31), bad, _n_tasks(B),
-                 groups_for(m, k), x3.dtype == np.float32, pair_groups_for(m, k))
+                 groups_for(m, k), x3.dtype == np.float32, pair_groups_for(m, k), int(config.CPU_SMALL_IMAGE_CHUNK))
     return bad
