@@ -129,10 +129,10 @@ def test_adam_cosine_steps_reduce_the_loss_and_bad_optimizer():
     with torch.no_grad():
         before = float(0.5 * (m(x) - y).pow(2).mean())
     hist = train(m, lr, hr, iterations=30, batch=8, base_lr=3e-3, progress=False, seed=0,
-                 optimizer="adam", schedule="cosine")
+                 optimizer="adamw", schedule="cosine")
     with torch.no_grad():
         after = float(0.5 * (m(x) - y).pow(2).mean())
-    assert hist["config"]["optimizer"] == "adam" and hist["config"]["schedule"] == "cosine"
+    assert hist["config"]["optimizer"] == "adamw" and hist["config"]["schedule"] == "cosine"
     assert after < 0.5 * before, (before, after)
     with pytest.raises(ValueError, match="optimizer"):
         train(m, lr, hr, iterations=1, progress=False, optimizer="rmsprop")
@@ -146,7 +146,7 @@ def test_resume_refuses_another_optimizer(tmp_path):
     m = VDSR(depth=3, channels=4)
     train(m, lr, hr, iterations=4, batch=4, progress=False, state_path=state, stop_at=2)
     with pytest.raises(ValueError, match="optimizer='sgd'"):
-        train(m, lr, hr, iterations=4, batch=4, progress=False, resume=state, optimizer="adam")
+        train(m, lr, hr, iterations=4, batch=4, progress=False, resume=state, optimizer="adamw")
 
 
 def test_training_steps_reduce_the_loss():
