@@ -12,6 +12,14 @@ parallel pass over the rows of F (columns of H) that
 
 without any m x n or r x n temporary. GEMMs (W^T V, V H^T, W H) go through numpy's BLAS.
 
+Dense Frobenius without a mask runs whole iterations in one parallel call
+(``frob_iterate``): every product a one-thread BLAS call on a task's block of V
+(``kernels._blas.gemm``), the r x r Gram matrices handed from one update to the other, the
+objective from the same products. In float32 it reads W^T V from a transposed copy of V
+made once per fit (one m x n array per fit, none per iteration; see
+``config.DENSE_VT_MAX_BYTES``), because one-thread OpenBLAS sgemm is 1.7x slower with V as
+the transposed operand.
+
 The sparse kernels walk V's non-zeros row by row (CSR, for W) and column by column (a CSC
 copy made once per fit, for H). Each task owns whole rows of the factor it updates, so the
 accumulation ``num_i = sum_j c(V_ij, (WH)_ij) H_:j`` needs no atomics; (WH)_ij is an r-long
@@ -533,16 +541,9 @@ def frob_iterate(X, XT, use_T, W, H, HT, gW, gH, numW, DW, numH, DH, count, l1W,
     r = W.shape[1]
     T = gW.shape[0]
     cpart = np.zeros(T, np.float64)
-    # H^T and the tasks' parts of H H^T for the first W update
-    for t in prange(T):
-        j0, j1 = _cspan(t, T, n)
-        for j in range(j0, j1):
-            for k in range(r):
-                HT[j, k] = H[k, j]
-        if j1 > j0:
-            gemm(True, False, r, r, j1 - j0, 1.0, HT, j0 * r, r, HT, j0 * r, r, 0.0, gH[t], 0, r)
-        else:
-            gH[t][:] = 0
+    # H^T and H H^T for the first W update: serial (0.1 ms at 1500 x 32; two parallel loops
+    # fewer keep this function's compile time down, ~10 s per loop)
+    _init_HT(H, HT, gH)
     for it in range(count):
         first = want0 and it == 0
         for t in prange(T):
@@ -558,24 +559,21 @@ def frob_iterate(X, XT, use_T, W, H, HT, gW, gH, numW, DW, numH, DH, count, l1W,
                 _fh_task_T(XT, W, HT, gW, numH, DH, gH[t], j0, j1, l1H, l2H, gamma, zH, eps)
             else:
                 _fh_task(X, W, H, HT, gW, numH, DH, gH[t], j0, j1, l1H, l2H, gamma, zH, eps)
-    end = want_end and count > 0
-    for t in prange(T):
-        j0, j1 = _cspan(t, T, n)
-        c = 0.0
-        if use_T:
-            for k in range(r):
-                Hk = H[k]
-                for j in range(j0, j1):
-                    Hk[j] = HT[j, k]
-            if end:
-                c = _dot64(HT[j0:j1], numH[j0:j1])
-        elif end:
-            c = _dot64(H[:, j0:j1], numH[:, j0:j1])
-        cpart[t] = c
-    if end:
-        out[2] = cpart.sum()
+    if use_T:
+        _transpose_small(HT, H)
+    if want_end and count > 0:
+        out[2] = _dot64(HT, numH) if use_T else _dot64(H, numH)
         out[3] = _gram_dot(gW, gH)
     return W
+
+
+@numba.njit(cache=True, nogil=True)
+def _init_HT(H, HT, gH):
+    """HT = H^T; gH[0] = H H^T, the other tasks' parts 0."""
+    r, n = H.shape
+    _transpose_small(H, HT)
+    gH[:] = 0
+    gemm(True, False, r, r, n, 1.0, HT, 0, r, HT, 0, r, 0.0, gH[0], 0, r)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
