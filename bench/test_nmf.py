@@ -10,8 +10,9 @@ that every row runs exactly the stated number of iterations; each timed call is 
   ``tracemalloc`` (it sees numpy's, scipy's and Numba's allocations; the input matrix,
   made before, is not counted).
 * ``nmf dense-Frobenius 2000x1500 r32 {float32,float64} x10it cpu``: rows ``hotops`` (whole
-  fit), ``hotops_iterations`` (the 10 iterations alone: W and H updates, no validation and
-  no objective), *``sklearn``*, and *``gemms``*: the two GEMMs of each iteration (V H^T and
+  fit), ``hotops_iterations`` (the 10 iterations alone, as the fit runs them: one fused
+  ``DenseProblem.iterate`` call, including the transposed copy of V that float32 makes for
+  them; no validation and no objective), *``sklearn``*, and *``gemms``*: the two GEMMs of each iteration (V H^T and
   W^T V), 10 times: the yardstick for "time per iteration at most 1.05x its two GEMMs"
   (compare ``hotops_iterations`` with ``gemms``).
 * ``nmf dense-KL 2000x1500 r32 float64 x5it cpu``: ``hotops``, *``sklearn``*,
