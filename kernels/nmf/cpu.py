@@ -538,7 +538,6 @@ def frob_iterate(X, XT, use_T, W, H, HT, gW, gH, numW, DW, numH, DH, count, l1W,
     numerator, H H^T its Gram); ``want_end``: out[2], out[3] at the returned factors (the last
     H update's numerator W^T V with the new H, and the Grams of the new W and H)."""
     m, n = X.shape
-    r = W.shape[1]
     T = gW.shape[0]
     cpart = np.zeros(T, np.float64)
     # H^T and H H^T for the first W update: serial (0.1 ms at 1500 x 32; two parallel loops
