@@ -204,8 +204,8 @@ def _dct_project_fused(xm, k, lead, sizes, want_mask=True):
                 bad = cpu.dct_project_small(x3, k, _dct_mats_2d(h, w, x3.dtype), out3, mask2)
         else:  # (a no-op context manager costs ~10-30 us here)
             bad = cpu.dct_project_small(x3, k, _dct_mats_2d(h, w, x3.dtype), out3, mask2)
-        if bad.any():
-            raise ValueError(f"x must be finite: {int(bad.sum())} sample(s) hold NaN or inf")
+        if bad:
+            raise ValueError(f"x must be finite: {bad} sample(s) hold NaN or inf")
     return out3.reshape(*lead, h, w), (mask2.reshape(*lead, h, w) if want_mask else None)
 
 
@@ -256,8 +256,8 @@ def _fft_project_fused(xm, k, lead, sizes, want_mask=True):
                 bad = cpu.fft_project_small(x3, k, _dft_mats_2d(h, w, x3.dtype), hermitian_partner((h, w)), out3, mask2)
         else:  # (a no-op context manager costs ~10-30 us here)
             bad = cpu.fft_project_small(x3, k, _dft_mats_2d(h, w, x3.dtype), hermitian_partner((h, w)), out3, mask2)
-        if bad.any():
-            raise ValueError(f"x must be finite: {int(bad.sum())} sample(s) hold NaN or inf")
+        if bad:
+            raise ValueError(f"x must be finite: {bad} sample(s) hold NaN or inf")
     return out3.reshape(*lead, h, w), (mask2.reshape(*lead, h, wh) if want_mask else None)
 
 

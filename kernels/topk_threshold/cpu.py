@@ -732,6 +732,16 @@ def _flat_uv(h, w):
 
 
 @numba.njit(inline="always")
+def _count_flags(bad):
+    # the number of flagged images, counted in the kernel: a numpy call on the flags after
+    # the parallel region cost ~40 us next to the still-spinning OpenMP worker
+    nbad = 0
+    for b in range(bad.shape[0]):
+        nbad += np.int64(bad[b] != 0)
+    return nbad
+
+
+@numba.njit(inline="always")
 def _bad_key_for(nbits):
     return U64(0xFF) << U64(nbits - 8) if nbits == 31 else U64(0x7FF) << U64(nbits - 11)
 
@@ -775,6 +785,7 @@ def _dct_project(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits
         lo, hi = _task_rows(task, n_tasks, n_rows)
         _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, bad, lo, hi, G, kf[task],
                   kb[task], CH)
+    return _count_flags(bad)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -876,13 +887,14 @@ def iht_dct_small(y3: np.ndarray, k: int, t: int, n_iter: int, tol: float, mats,
     return bad
 
 
-def dct_project_small(x3: np.ndarray, k: int, mats, out3: np.ndarray, mask2: np.ndarray | None) -> np.ndarray:
+def dct_project_small(x3: np.ndarray, k: int, mats, out3: np.ndarray, mask2: np.ndarray | None) -> int:
     """y = Dh^T H_k(Dh x Dw^T) Dw for every image of the C-contiguous (B, h, w) float array x3.
 
     ``mats`` = (Dw^T, Dh, Dw, Dh^T), C-contiguous, x3's dtype (Dh: the orthonormal DCT-II
     matrix of size h). out3: (B, h, w); mask2: (B, h * w) bool or None. Ties keep the lower
     flat index u * w + v. Call with BLAS limited to one thread (the products run inside the
-    parallel region). Returns the (B,) uint8 flags of images with non-finite coefficients.
+    parallel region). Returns the number of images with non-finite coefficients (their outputs are not
+    written).
     """
     B, h, w = x3.shape
     bad = np.zeros(B, np.uint8)
@@ -892,9 +904,8 @@ def dct_project_small(x3: np.ndarray, k: int, mats, out3: np.ndarray, mask2: np.
     utype, _absmask, _bad_key, nbits = _REAL[x3.dtype]
     n_tasks = _n_tasks(B)
     kf = np.empty((n_tasks, h * w), x3.dtype)
-    _dct_project(x3, out3, m, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits_for(nbits), bad, n_tasks,
-                 groups_for(h * w, k), kf, kf.view(utype), int(config.CPU_SMALL_IMAGE_CHUNK))
-    return bad
+    return int(_dct_project(x3, out3, m, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits_for(nbits), bad, n_tasks,
+                            groups_for(h * w, k), kf, kf.view(utype), int(config.CPU_SMALL_IMAGE_CHUNK)))
 
 
 # --------------------------------------------------------------------------- small 2-D real DFT
@@ -1154,10 +1165,11 @@ def _fft_project(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_
         lo, hi = _task_rows(task, n_tasks, n_rows)
         _fft_task(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits, bad, lo, hi, G, exact_square,
                    Gp, CH)
+    return _count_flags(bad)
 
 
 def fft_project_small(x3: np.ndarray, k: int, mats, partner: np.ndarray, out3: np.ndarray,
-                      mask2: np.ndarray | None) -> np.ndarray:
+                      mask2: np.ndarray | None) -> int:
     """Real-DFT sparse projection of every image of the C-contiguous (B, h, w) float array x3.
 
     ``mats`` = (Wf, FH, Ch, Sh, Wi), real, x3's dtype (``hotops.sparse_fourier._dft_mats_2d``):
@@ -1166,8 +1178,9 @@ def fft_project_small(x3: np.ndarray, k: int, mats, partner: np.ndarray, out3: n
     (h, h) all its cosine and sine rows; Wi (2 wh, w) the real inverse along w of a half
     spectrum stored as [re | im] rows; wh = w // 2 + 1. ``partner``:
     ``hermitian_partner((h, w))``. out3 (B, h, w); mask2 (B, h * wh) bool or None (the rfftn
-    half spectrum's support). Call with BLAS limited to one thread. Returns the (B,) uint8
-    flags of images with non-finite coefficients.
+    half spectrum's support). Call with BLAS limited to one thread when its products are
+    large enough for BLAS to thread. Returns the number of images with non-finite
+    coefficients (their outputs are not written).
     """
     B = x3.shape[0]
     w = x3.shape[2]
@@ -1179,6 +1192,6 @@ def fft_project_small(x3: np.ndarray, k: int, mats, partner: np.ndarray, out3: n
     # first radix digit: 11 bits (1-octave bins of the float64 keys), not 14: the rows are short
     # (at most 64 x 33), the general select runs on ~2% of them, and each task zeroes a
     # 2 << first_bits histogram (256 KB at 14 bits: ~30 us per task, fresh pages included)
-    _fft_project(x3, out3, mk, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits_for(31), bad, _n_tasks(B),
-                 groups_for(m, k), x3.dtype == np.float32, pair_groups_for(m, k), int(config.CPU_SMALL_IMAGE_CHUNK))
-    return bad
+    return int(_fft_project(x3, out3, mk, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits_for(31), bad, _n_tasks(B),
+                        groups_for(m, k), x3.dtype == np.float32, pair_groups_for(m, k),
+                        int(config.CPU_SMALL_IMAGE_CHUNK)))
