@@ -267,10 +267,11 @@ def test_pretrained_beats_bicubic_on_a_sample_crop():
 
     torch.set_num_threads(2)
     m = VDSR.pretrained()
-    for scale in (2, 3):
+    # measured with the committed checkpoint: +0.18 / +0.49 / +0.93 dB on this crop
+    for scale in (2, 3, 4):
         hr, lr = _crop_y(96, scale)
         sr = m.upscale_y(lr.astype(np.float32)).astype(np.float64)
-        assert psnr(sr, hr, shave=scale) > psnr(lr, hr, shave=scale)
+        assert psnr(sr, hr, shave=scale) > psnr(lr, hr, shave=scale) + 0.1, scale
 
 
 @pytest.mark.slow
@@ -281,7 +282,7 @@ def test_eval_set5_matches_recorded_table():
     m = VDSR.pretrained()
     res = evaluate(m, load_sr_set("set5"), scales=(3,), ssim_too=False)[3]
     assert res["bicubic_psnr"] == pytest.approx(30.39, abs=0.05)  # the protocol is right
-    assert res["psnr"] > res["bicubic_psnr"]
+    assert res["psnr"] > res["bicubic_psnr"] + 1.0  # the committed checkpoint: +1.55 dB
     assert res["psnr"] == pytest.approx(float(m.metadata["psnr_table"]["set5"]["3"]["psnr"]), abs=1e-3)
 
 
