@@ -42,4 +42,4 @@ CUDA_GEMM_TILE = 16
 CPU_TILE_COLS = 1024
 CPU_TILE_PANEL = 1024
 DENSE_VT_MIN_ITER = 4
-DENSE_VT_MAX_BYTES = 1 << 30
+DENSE_VT_MAX_BYTES = 1 << 28  # 256 MiB: larger inputs keep their memory and take the strided product
