@@ -364,6 +364,17 @@ def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_
     if not fused_iters:
         error_at_init = np.float64(err0 if first_W_done else problem.error(Wk, Hk))
     previous_error = error_at_init
+
+    def converged(n_iter, error):
+        """scikit-learn's MU stopping rule (relative decrease since the last check < tol)."""
+        nonlocal previous_error
+        if callback is not None:
+            callback(n_iter, float(error))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stop = (previous_error - error) / error_at_init < tol
+        previous_error = error
+        return stop
+
     n_iter = 0
     while fused_iters and n_iter < max_iter:
         step = max_iter - n_iter if tol <= 0 else min(max_iter - n_iter, 10 - n_iter % 10)
@@ -376,15 +387,8 @@ def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_
             error_at_init = previous_error = np.float64(e0)
         n_iter += step
         last_err = e_end
-        if check:
-            error = np.float64(e_end)
-            if callback is not None:
-                callback(n_iter, float(error))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                stop = (previous_error - error) / error_at_init < tol
-            if stop:
-                break
-            previous_error = error
+        if check and converged(n_iter, np.float64(e_end)):
+            break
     for n_iter in range(1, 0 if fused_iters else max_iter + 1):
         if not (n_iter == 1 and first_W_done):
             problem.update_W(Wk, Hk, float(l1_reg_W), float(l2_reg_W), H_fixed=not update_H)
@@ -394,14 +398,8 @@ def _run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_
             if last_err is None:
                 problem.update_H(Wk, Hk, float(l1_reg_H), float(l2_reg_H))
         if tol > 0 and n_iter % 10 == 0:
-            error = np.float64(last_err if last_err is not None else problem.error(Wk, Hk))
-            if callback is not None:
-                callback(n_iter, float(error))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                stop = (previous_error - error) / error_at_init < tol
-            if stop:
+            if converged(n_iter, np.float64(last_err if last_err is not None else problem.error(Wk, Hk))):
                 break
-            previous_error = error
     problem.release()
     if final_error is not None:
         final_error.append(float(last_err if last_err is not None else problem.error(Wk, Hk)))
