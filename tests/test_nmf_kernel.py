@@ -210,3 +210,48 @@ def test_batched_matches_single(rng, beta, masked):
         assert _rel(Wb[b], Ws) < 1e-8 and _rel(Hb[b], Hs) < 1e-8
         assert np.isclose(err[b], K.objective(V[b], Ws, Hs, beta_loss=beta,
                                               mask=None if M is None else M[b]), rtol=1e-9)
+
+
+@pytest.mark.parametrize("m,n,r", [(64, 64, 8), (9, 7, 3), (17, 33, 9), (16, 16, 16), (5, 40, 1),
+                                   (40, 3, 12)])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-8), (np.float32, 2e-3)])
+def test_batched_frobenius_vector_kernels_match_single(rng, m, n, r, dtype, tol):
+    # plain Frobenius batches run on the 8-lane kernels (r padded to 8k, m and n to 16k):
+    # every shape, both dtypes, penalties on both factors, the stopping rule, a zero row
+    # and a zero column of V, against the single-problem (BLAS) path
+    nb = 3
+    V = rng.poisson(2.0, (nb, m, n)).astype(dtype)
+    V[0, m // 2, :] = 0
+    V[1, :, n // 2] = 0
+    W = (np.abs(rng.standard_normal((nb, m, r))) + 0.1).astype(dtype)
+    H = (np.abs(rng.standard_normal((nb, r, n))) + 0.1).astype(dtype)
+    Wb, Hb = W.copy(), H.copy()
+    kw = dict(beta_loss=2, max_iter=80, tol=1e-4, l1_reg_W=0.01, l2_reg_W=0.03, l1_reg_H=0.02,
+              l2_reg_H=0.01)
+    n_iter, err = K.batched_multiplicative_update(V, Wb, Hb, **kw)
+    assert Wb.dtype == dtype and Hb.dtype == dtype
+    for b in range(nb):
+        n_s, Ws, Hs = K.multiplicative_update(V[b], W[b].copy(), H[b].copy(), **kw)
+        if dtype == np.float64:
+            assert n_iter[b] == n_s
+        if n_iter[b] == n_s:
+            assert _rel(Wb[b], Ws) < tol and _rel(Hb[b], Hs) < tol
+        assert (Wb[b] >= 0).all() and (Hb[b] >= 0).all()
+        assert np.isclose(err[b], K.objective(V[b], Wb[b], Hb[b], beta_loss=2), rtol=1e-5)
+
+
+def test_batched_frobenius_vector_kernels_against_scikit_learn(rng):
+    # the benchmark's case: 64 x 64, r = 8, 200 iterations, tol = 0, float64
+    from sklearn.decomposition import NMF
+
+    nb = 2
+    V = rng.poisson(2.0, (nb, 64, 64)).astype(np.float64)
+    W = np.abs(rng.standard_normal((nb, 64, 8))) * 0.3 + 0.01
+    H = np.abs(rng.standard_normal((nb, 8, 64))) * 0.3 + 0.01
+    Wb, Hb = W.copy(), H.copy()
+    n_iter, _ = K.batched_multiplicative_update(V, Wb, Hb, beta_loss=2, max_iter=200, tol=0)
+    assert (n_iter == 200).all()
+    for b in range(nb):
+        est = NMF(8, init="custom", solver="mu", max_iter=200, tol=0)
+        Ws = est.fit_transform(V[b], W=W[b].copy(), H=H[b].copy())
+        assert _rel(Wb[b], Ws) < 1e-8 and _rel(Hb[b], est.components_) < 1e-8

@@ -35,6 +35,8 @@ import numpy as np
 from numba import prange
 
 from .._blas import gemm
+from .._simd import (vadd, vbcast, vclip_below, vdiv, vfma, vhsum8, vload, vmul, vsplat, vstore,
+                     vzero, vzero_to)
 from . import config
 
 # numerator weight kinds (beta-divergence family)
@@ -1479,16 +1481,273 @@ def _solve_one(X, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H,
     return n_iter, _error_one(X, M, has_mask, W, H, WH, kind, beta, eps)
 
 
+# --------------------------------------------------------------------------- batched Frobenius, 8-lane vectors
+#
+# Plain Frobenius problems of the batch (no mask) run on register-blocked products written
+# with kernels._simd's 8-lane vectors instead of six small BLAS calls per iteration (64 x 64,
+# r = 8: ~4.3 us per iteration on one core against ~6.9 us through BLAS, whose call overhead
+# dominates at these sizes). The factors are kept as W^T (r x m) and H (r x n), so that both
+# multiplicative updates have the same shape, F (R x P) <- F * (O D) / (G F) (Lee & Seung 2001,
+# eq. 4, in scikit-learn's order of operations):
+#   W^T <- W^T * (H V^T) / ((H H^T) W^T),   H <- H * (W^T V) / ((W^T W) H),
+# and each output block of 8 rows x 16 columns is 16 vector accumulators fed by two vector
+# loads and eight broadcasts per step of the contraction. Buffers are zero-padded: r to a
+# multiple of 8 (rows), m and n to multiples of 16 (columns). Padded entries stay exactly 0
+# (their numerator and denominator are 0, the denominator becomes eps, 0 * 0 / eps = 0) and
+# add nothing to any product, so the padding never changes a result.
+
+_VB = 16  # columns per output block: two vectors
+
+
+@numba.njit(inline="always")
+def _acc8x16(A, a0, sa, B, b0, tb, Q):
+    """acc[s][t] = sum_{q < Q} A[a0 + s sa + q] * B[b0 + q tb + 8 t : + 8], s < 8, t < 2.
+
+    Flat offsets into C-contiguous arrays: rows s of A are ``sa`` apart (contraction index
+    contiguous), rows q of B ``tb`` apart."""
+    z = vzero(B)
+    c0 = z; c1 = z; c2 = z; c3 = z; c4 = z; c5 = z; c6 = z; c7 = z  # noqa: E702
+    d0 = z; d1 = z; d2 = z; d3 = z; d4 = z; d5 = z; d6 = z; d7 = z  # noqa: E702
+    r0 = a0
+    r1 = a0 + sa
+    r2 = a0 + 2 * sa
+    r3 = a0 + 3 * sa
+    r4 = a0 + 4 * sa
+    r5 = a0 + 5 * sa
+    r6 = a0 + 6 * sa
+    r7 = a0 + 7 * sa
+    for q in range(Q):
+        bo = b0 + q * tb
+        x = vload(B, bo)
+        y = vload(B, bo + 8)
+        a = vbcast(A, r0 + q)
+        c0 = vfma(a, x, c0)
+        d0 = vfma(a, y, d0)
+        a = vbcast(A, r1 + q)
+        c1 = vfma(a, x, c1)
+        d1 = vfma(a, y, d1)
+        a = vbcast(A, r2 + q)
+        c2 = vfma(a, x, c2)
+        d2 = vfma(a, y, d2)
+        a = vbcast(A, r3 + q)
+        c3 = vfma(a, x, c3)
+        d3 = vfma(a, y, d3)
+        a = vbcast(A, r4 + q)
+        c4 = vfma(a, x, c4)
+        d4 = vfma(a, y, d4)
+        a = vbcast(A, r5 + q)
+        c5 = vfma(a, x, c5)
+        d5 = vfma(a, y, d5)
+        a = vbcast(A, r6 + q)
+        c6 = vfma(a, x, c6)
+        d6 = vfma(a, y, d6)
+        a = vbcast(A, r7 + q)
+        c7 = vfma(a, x, c7)
+        d7 = vfma(a, y, d7)
+    return (c0, c1, c2, c3, c4, c5, c6, c7), (d0, d1, d2, d3, d4, d5, d6, d7)
+
+
+@numba.njit(inline="always")
+def _mu_lanes(f, num, den, l1, l2, zthr, eps):
+    # ``_finish1`` on 8 lanes: separate multiply and add for the l2 term, as numpy does
+    if l1 > 0:
+        den = vadd(den, vsplat(l1, den))
+    if l2 > 0:
+        den = vadd(den, vmul(vsplat(l2, den), f))
+    den = vzero_to(den, eps)
+    return vclip_below(vmul(f, vdiv(num, den)), zthr)
+
+
+@numba.njit(inline="always")
+def _mu_row(F, fo, dst, do, S, s, da, db, l1, l2, zthr, eps):
+    # row s of a block: F[fo : fo + 16] updated with numerators S[8 s : ...], S[64 + 8 s : ...]
+    dst_lo = _mu_lanes(vload(F, fo), vload(S, 8 * s), da, l1, l2, zthr, eps)
+    dst_hi = _mu_lanes(vload(F, fo + 8), vload(S, 64 + 8 * s), db, l1, l2, zthr, eps)
+    vstore(dst, do, dst_lo)
+    vstore(dst, do + 8, dst_hi)
+
+
+@numba.njit(inline="always")
+def _vec_half(F, D, O, so, G, P, Q, R, l1, l2, zthr, eps, S, T):
+    """F (R x P) <- F * (O D) / (G F): O (R x Q real columns, rows ``so`` apart), D (Q x P)
+    packed in panels of 16 columns (Q x 16 each, contiguous), G = O O^T (R x R). Row blocks
+    of 8, column blocks of 16; with R > 8 the new values of a column block go through T
+    (R x 16) since the denominators of later row blocks read the old F."""
+    direct = R == 8
+    for p0 in range(0, P, _VB):
+        for k0 in range(0, R, 8):
+            na, nb = _acc8x16(O, k0 * so, so, D, p0 * Q, _VB, Q)
+            vstore(S, 0, na[0])
+            vstore(S, 8, na[1])
+            vstore(S, 16, na[2])
+            vstore(S, 24, na[3])
+            vstore(S, 32, na[4])
+            vstore(S, 40, na[5])
+            vstore(S, 48, na[6])
+            vstore(S, 56, na[7])
+            vstore(S, 64, nb[0])
+            vstore(S, 72, nb[1])
+            vstore(S, 80, nb[2])
+            vstore(S, 88, nb[3])
+            vstore(S, 96, nb[4])
+            vstore(S, 104, nb[5])
+            vstore(S, 112, nb[6])
+            vstore(S, 120, nb[7])
+            da, db = _acc8x16(G, k0 * R, R, F, p0, P, R)
+            fo = k0 * P + p0
+            if direct:
+                dst = F
+                do = fo
+                ds = P
+            else:
+                dst = T
+                do = k0 * _VB
+                ds = _VB
+            _mu_row(F, fo, dst, do, S, 0, da[0], db[0], l1, l2, zthr, eps)
+            _mu_row(F, fo + P, dst, do + ds, S, 1, da[1], db[1], l1, l2, zthr, eps)
+            _mu_row(F, fo + 2 * P, dst, do + 2 * ds, S, 2, da[2], db[2], l1, l2, zthr, eps)
+            _mu_row(F, fo + 3 * P, dst, do + 3 * ds, S, 3, da[3], db[3], l1, l2, zthr, eps)
+            _mu_row(F, fo + 4 * P, dst, do + 4 * ds, S, 4, da[4], db[4], l1, l2, zthr, eps)
+            _mu_row(F, fo + 5 * P, dst, do + 5 * ds, S, 5, da[5], db[5], l1, l2, zthr, eps)
+            _mu_row(F, fo + 6 * P, dst, do + 6 * ds, S, 6, da[6], db[6], l1, l2, zthr, eps)
+            _mu_row(F, fo + 7 * P, dst, do + 7 * ds, S, 7, da[7], db[7], l1, l2, zthr, eps)
+        if not direct:
+            for k in range(R):
+                vstore(F, k * P + p0, vload(T, k * _VB))
+                vstore(F, k * P + p0 + 8, vload(T, k * _VB + 8))
+
+
+@numba.njit(inline="always")
+def _vec_gram(F, P, R, G):
+    """G = F F^T for F (R x P), R and P multiples of 8: rows k and k + 1 of G against 8 rows
+    l at a time (16 vector accumulators, each row of the 8 loaded once for both), reduced by
+    transposing horizontal sums."""
+    for k in range(0, R, 2):
+        for l0 in range(0, R, 8):
+            z = vzero(F)
+            c0 = z; c1 = z; c2 = z; c3 = z; c4 = z; c5 = z; c6 = z; c7 = z  # noqa: E702
+            d0 = z; d1 = z; d2 = z; d3 = z; d4 = z; d5 = z; d6 = z; d7 = z  # noqa: E702
+            for p0 in range(0, P, 8):
+                f = vload(F, k * P + p0)
+                g = vload(F, (k + 1) * P + p0)
+                o = l0 * P + p0
+                x = vload(F, o)
+                c0 = vfma(f, x, c0)
+                d0 = vfma(g, x, d0)
+                x = vload(F, o + P)
+                c1 = vfma(f, x, c1)
+                d1 = vfma(g, x, d1)
+                x = vload(F, o + 2 * P)
+                c2 = vfma(f, x, c2)
+                d2 = vfma(g, x, d2)
+                x = vload(F, o + 3 * P)
+                c3 = vfma(f, x, c3)
+                d3 = vfma(g, x, d3)
+                x = vload(F, o + 4 * P)
+                c4 = vfma(f, x, c4)
+                d4 = vfma(g, x, d4)
+                x = vload(F, o + 5 * P)
+                c5 = vfma(f, x, c5)
+                d5 = vfma(g, x, d5)
+                x = vload(F, o + 6 * P)
+                c6 = vfma(f, x, c6)
+                d6 = vfma(g, x, d6)
+                x = vload(F, o + 7 * P)
+                c7 = vfma(f, x, c7)
+                d7 = vfma(g, x, d7)
+            vstore(G, k * R + l0, vhsum8(c0, c1, c2, c3, c4, c5, c6, c7))
+            vstore(G, (k + 1) * R + l0, vhsum8(d0, d1, d2, d3, d4, d5, d6, d7))
+
+
+@numba.njit(inline="always")
+def _vec_unpack(WT, HP, W, H, mp, npad):
+    m, r = W.shape
+    n = H.shape[1]
+    for i in range(m):
+        for k in range(r):
+            W[i, k] = WT[k * mp + i]
+    for k in range(r):
+        for j in range(n):
+            H[k, j] = HP[k * npad + j]
+
+
+@numba.njit(inline="always")
+def _zeros64(n, dt):
+    # zeros whose data starts on a 64-byte boundary (Numba's own allocations are 32-byte
+    # aligned, and a vector load across two cache lines costs two)
+    a = np.zeros(n + 16, dt)  # 16 elements: 64 bytes even for float32
+    off = ((64 - a.ctypes.data % 64) % 64) // a.itemsize
+    return a[off:off + n]
+
+
+@numba.njit(cache=True, nogil=True)
+def _solve_frob_vec(X, M, W, H, max_iter, tol, l1W, l1H, l2W, l2H, eps, zW, zH):
+    """``_solve_one`` for plain Frobenius on the 8-lane kernels (same iterates up to the
+    rounding of the products' summation order, same stopping rule)."""
+    m, n = X.shape
+    r = W.shape[1]
+    dt = X.dtype
+    R = (r + 7) // 8 * 8
+    mp = (m + _VB - 1) // _VB * _VB
+    npad = (n + _VB - 1) // _VB * _VB
+    # V and V^T in panels of 16 columns: panel c holds rows 0..m-1 (n-1) of columns
+    # 16c..16c+15, one contiguous stream per output column block of the products
+    XP = _zeros64(m * npad, dt)
+    XTP = _zeros64(n * mp, dt)
+    WT = _zeros64(R * mp, dt)
+    HP = _zeros64(R * npad, dt)
+    for i in range(m):
+        for j in range(n):
+            XP[(j // _VB) * m * _VB + i * _VB + j % _VB] = X[i, j]
+            XTP[(i // _VB) * n * _VB + j * _VB + i % _VB] = X[i, j]
+    for i in range(m):
+        for k in range(r):
+            WT[k * mp + i] = W[i, k]
+    for k in range(r):
+        for j in range(n):
+            HP[k * npad + j] = H[k, j]
+    GW = _zeros64(R * R, dt)
+    GH = _zeros64(R * R, dt)
+    S = _zeros64(2 * _VB * 8, dt)  # numerators of one block
+    T = _zeros64(R * _VB, dt)
+    WH = np.empty((m, n), dt)
+    err0 = _error_one(X, M, False, W, H, WH, FROB, 2.0, eps)
+    prev = err0
+    n_iter = max_iter
+    _vec_gram(HP, npad, R, GH)
+    for it in range(1, max_iter + 1):
+        _vec_half(WT, XTP, HP, npad, GH, mp, n, R, l1W, l2W, zW, eps, S, T)
+        _vec_gram(WT, mp, R, GW)
+        _vec_half(HP, XP, WT, mp, GW, npad, m, R, l1H, l2H, zH, eps, S, T)
+        _vec_gram(HP, npad, R, GH)
+        if tol > 0 and it % 10 == 0:
+            _vec_unpack(WT, HP, W, H, mp, npad)
+            err = _error_one(X, M, False, W, H, WH, FROB, 2.0, eps)
+            if _rel_decrease(prev, err, err0) < tol:
+                n_iter = it
+                break
+            prev = err
+    _vec_unpack(WT, HP, W, H, mp, npad)
+    return n_iter, _error_one(X, M, False, W, H, WH, FROB, 2.0, eps)
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def batched_fit(V, M, has_mask, W, H, kind, beta, gamma, max_iter, tol, l1W, l1H, l2W, l2H,
                 eps, clamp_num, clamp_den, zW, zH, n_iter, err):
     """B independent problems V[b] ~ W[b] H[b], one parallel task per problem, each running
-    scikit-learn's MU loop (W then H, error test every 10 iterations) to its own stop."""
+    scikit-learn's MU loop (W then H, error test every 10 iterations) to its own stop.
+    Plain Frobenius problems (no mask) run on the 8-lane kernels (``_solve_frob_vec``), the
+    other losses on small BLAS products (``_solve_one``)."""
     nb = V.shape[0]
+    vec = kind == FROB and not has_mask
     for b in prange(nb):
         Mb = M[b] if has_mask else M[0]
-        it, e = _solve_one(V[b], Mb, has_mask, W[b], H[b], kind, beta, gamma, max_iter, tol,
-                           l1W, l1H, l2W, l2H, eps, clamp_num, clamp_den, zW, zH)
+        if vec:
+            it, e = _solve_frob_vec(V[b], Mb, W[b], H[b], max_iter, tol, l1W, l1H, l2W, l2H,
+                                    eps, zW, zH)
+        else:
+            it, e = _solve_one(V[b], Mb, has_mask, W[b], H[b], kind, beta, gamma, max_iter, tol,
+                               l1W, l1H, l2W, l2H, eps, clamp_num, clamp_den, zW, zH)
         n_iter[b] = it
         err[b] = e
 
