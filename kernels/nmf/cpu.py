@@ -1622,6 +1622,9 @@ def _vec_gram(F, P, R, G):
     """G = F F^T for F (R x P), R and P multiples of 8: rows k and k + 1 of G against 8 rows
     l at a time (16 vector accumulators, each row of the 8 loaded once for both), reduced by
     transposing horizontal sums."""
+    if R == 8:
+        _vec_gram8(F, P, G)
+        return
     for k in range(0, R, 2):
         for l0 in range(0, R, 8):
             z = vzero(F)
@@ -1657,6 +1660,63 @@ def _vec_gram(F, P, R, G):
                 d7 = vfma(g, x, d7)
             vstore(G, k * R + l0, vhsum8(c0, c1, c2, c3, c4, c5, c6, c7))
             vstore(G, (k + 1) * R + l0, vhsum8(d0, d1, d2, d3, d4, d5, d6, d7))
+
+
+@numba.njit(inline="always")
+def _gram8_rows(F, P, k, lo, G):
+    """Rows k and k + 1 of G = F F^T (R = 8) against the rows l >= lo of F (inlined with
+    literal k and lo, so the skipped terms vanish at compile time; their lanes stay 0)."""
+    z = vzero(F)
+    c0 = z; c1 = z; c2 = z; c3 = z; c4 = z; c5 = z; c6 = z; c7 = z  # noqa: E702
+    d0 = z; d1 = z; d2 = z; d3 = z; d4 = z; d5 = z; d6 = z; d7 = z  # noqa: E702
+    for p0 in range(0, P, 8):
+        f = vload(F, k * P + p0)
+        g = vload(F, (k + 1) * P + p0)
+        if lo <= 0:
+            x = vload(F, p0)
+            c0 = vfma(f, x, c0)
+            d0 = vfma(g, x, d0)
+        if lo <= 1:
+            x = vload(F, P + p0)
+            c1 = vfma(f, x, c1)
+            d1 = vfma(g, x, d1)
+        if lo <= 2:
+            x = vload(F, 2 * P + p0)
+            c2 = vfma(f, x, c2)
+            d2 = vfma(g, x, d2)
+        if lo <= 3:
+            x = vload(F, 3 * P + p0)
+            c3 = vfma(f, x, c3)
+            d3 = vfma(g, x, d3)
+        if lo <= 4:
+            x = vload(F, 4 * P + p0)
+            c4 = vfma(f, x, c4)
+            d4 = vfma(g, x, d4)
+        if lo <= 5:
+            x = vload(F, 5 * P + p0)
+            c5 = vfma(f, x, c5)
+            d5 = vfma(g, x, d5)
+        x = vload(F, 6 * P + p0)
+        c6 = vfma(f, x, c6)
+        d6 = vfma(g, x, d6)
+        x = vload(F, 7 * P + p0)
+        c7 = vfma(f, x, c7)
+        d7 = vfma(g, x, d7)
+    vstore(G, k * 8, vhsum8(c0, c1, c2, c3, c4, c5, c6, c7))
+    vstore(G, (k + 1) * 8, vhsum8(d0, d1, d2, d3, d4, d5, d6, d7))
+
+
+@numba.njit(inline="always")
+def _vec_gram8(F, P, G):
+    """``_vec_gram`` for R = 8 using symmetry: row pairs (k, k + 1) only against rows
+    l >= k (40 of 64 products per column block), the rest mirrored."""
+    _gram8_rows(F, P, 0, 0, G)
+    _gram8_rows(F, P, 2, 2, G)
+    _gram8_rows(F, P, 4, 4, G)
+    _gram8_rows(F, P, 6, 6, G)
+    for k in range(2, 8):
+        for l in range(k - k % 2):
+            G[k * 8 + l] = G[l * 8 + k]
 
 
 @numba.njit(inline="always")
