@@ -26,7 +26,7 @@ from numba.core import cgutils, types
 from numba.core.extending import intrinsic, models, register_model
 
 __all__ = ["LANES", "Vec8", "vload", "vstore", "vbcast", "vsplat", "vzero", "vfma", "vadd",
-           "vmul", "vdiv", "vzero_to", "vclip_below", "vhsum8"]
+           "vmul", "vdiv", "vzero_to", "vclip_below", "vhsum8", "vsum"]
 
 #: lanes per vector
 LANES = 8
@@ -227,3 +227,23 @@ def vhsum8(typingctx, a0, a1, a2, a3, a4, a5, a6, a7):
     return a0(a0, a1, a2, a3, a4, a5, a6, a7), codegen
 
 
+
+
+@intrinsic
+def vsum(typingctx, a):
+    """The sum of ``a``'s eight lanes (halves added pairwise: (0..3 + 4..7), then 2, then 1)."""
+    if not isinstance(a, Vec8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = args[0]
+
+        def half(x, idx):
+            return builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(_I32, len(idx)), idx))
+
+        s4 = builder.fadd(half(v, [0, 1, 2, 3]), half(v, [4, 5, 6, 7]))
+        s2 = builder.fadd(half(s4, [0, 1]), half(s4, [2, 3]))
+        return builder.fadd(builder.extract_element(s2, ir.Constant(_I32, 0)),
+                            builder.extract_element(s2, ir.Constant(_I32, 1)))
+
+    return a.dtype(a), codegen
