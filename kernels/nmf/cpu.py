@@ -1008,12 +1008,62 @@ def tile_build(indptr, indices, data, n, shift, chunk, ptr):
     return ptr, lidx, ldat
 
 
+@numba.njit(inline="always")
+def _kl_err_entry(x, c, eps, q, xs, nb, a0, a1):
+    # one stored entry's share of the KL objective at the factors the sweep starts from:
+    # x log(x / wh) by batches of logs (q, xs), x, and libm for a subnormal ratio
+    tiny = 2.2250738585072014e-308
+    big = x > eps
+    ok = big and c >= tiny
+    q[nb] = c if ok else 1.0
+    xs[nb] = x if ok else 0.0
+    a1 += x if big else 0.0
+    if big and not ok:
+        a0 += x * math.log(c)
+    return nb + 1, a0, a1
+
+
+@numba.njit(inline="always")
+def _finish_panel(W, num, lo, hi, s, l1, l2, zthr, eps, cs):
+    # the panel's multiplicative update from its numerators; column sums for the next sweep
+    r = W.shape[1]
+    for i in range(lo, hi):
+        Wi = W[i]
+        for k in range(r):
+            Wi[k] = _finish1(np.float64(Wi[k]), num[i - lo, k], s[k], l1, l2, zthr, eps)
+            cs[k] += np.float64(Wi[k])
+
+
+@numba.njit(inline="always")
+def _max_panel_block(ptr, rsplit, panel):
+    # most entries of one tile in one panel of rows: the objective's batch size
+    T = ptr.shape[0]
+    P = rsplit.shape[0] - 1
+    maxblk = 1
+    for t in range(T):
+        for k in range(P):
+            for lo in range(rsplit[k], rsplit[k + 1], panel):
+                hi = min(rsplit[k + 1], lo + panel)
+                maxblk = max(maxblk, ptr[t, hi] - ptr[t, lo])
+    return maxblk
+
+
+@numba.njit(inline="always")
+def _finish_tile(Ht, num, c0, w, s, l1, l2, zthr, eps, cs):
+    # the tile's multiplicative update of H^T rows c0 .. c0 + w - 1; column sums
+    r = Ht.shape[1]
+    for j in range(w):
+        Gj = Ht[c0 + j]
+        for k in range(r):
+            Gj[k] = _finish1(np.float64(Gj[k]), num[j, k], s[k], l1, l2, zthr, eps)
+            cs[k] += np.float64(Gj[k])
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _tiled_W_panel(ptr, lidx, ldat, tile, W, Ht, s, l1, l2, zthr, eps, lo, hi, num, want_err,
                    q, xs, e, cs):
     r = W.shape[1]
     T = ptr.shape[0]
-    tiny = 2.2250738585072014e-308
     a0 = 0.0
     a1 = 0.0
     for i in range(hi - lo):
@@ -1035,21 +1085,10 @@ def _tiled_W_panel(ptr, lidx, ldat, tile, W, Ht, s, l1, l2, zthr, eps, lo, hi, n
                 for k in range(r):
                     ni[k] += c * Gj[k]
                 if want_err:
-                    big = x > eps
-                    ok = big and c >= tiny
-                    q[nb] = c if ok else 1.0
-                    xs[nb] = x if ok else 0.0
-                    nb += 1
-                    a1 += x if big else 0.0
-                    if big and not ok:
-                        a0 += x * math.log(c)
+                    nb, a0, a1 = _kl_err_entry(x, c, eps, q, xs, nb, a0, a1)
         if want_err and nb:
             a0 += _sum_xlog(xs[:nb], q[:nb], e[:nb])
-    for i in range(lo, hi):
-        Wi = W[i]
-        for k in range(r):
-            Wi[k] = _finish1(np.float64(Wi[k]), num[i - lo, k], s[k], l1, l2, zthr, eps)
-            cs[k] += np.float64(Wi[k])
+    _finish_panel(W, num, lo, hi, s, l1, l2, zthr, eps, cs)
     return a0, a1
 
 
@@ -1062,17 +1101,10 @@ def tiled_kl_W(ptr, lidx, ldat, tile, W, Ht, s, l1, l2, zthr, eps, rsplit, num, 
     factors it starts from (as ``sparse_update_kl_err``). Columns 2: of the result are the
     column sums of the updated W (the next H update's denominator, no pass over W)."""
     m, r = W.shape
-    T = ptr.shape[0]
     P = rsplit.shape[0] - 1
     panel = num.shape[1]
     out = np.zeros((P, 2 + r), np.float64)
-    maxblk = 1
-    if want_err:
-        for t in range(T):
-            for k in range(P):
-                for lo in range(rsplit[k], rsplit[k + 1], panel):
-                    hi = min(rsplit[k + 1], lo + panel)
-                    maxblk = max(maxblk, ptr[t, hi] - ptr[t, lo])
+    maxblk = _max_panel_block(ptr, rsplit, panel) if want_err else 1
     for k in prange(P):
         q = np.empty(maxblk, np.float64)
         xs = np.empty(maxblk, np.float64)
@@ -1110,11 +1142,7 @@ def _tiled_H_tile(ptr, lidx, ldat, t, tile, W, Ht, s, l1, l2, zthr, eps, num, cs
             nj = num[jl]
             for k in range(r):
                 nj[k] += c * Wi[k]
-    for j in range(w):
-        Gj = Ht[c0 + j]
-        for k in range(r):
-            Gj[k] = _finish1(np.float64(Gj[k]), num[j, k], s[k], l1, l2, zthr, eps)
-            cs[k] += np.float64(Gj[k])
+    _finish_tile(Ht, num, c0, w, s, l1, l2, zthr, eps, cs)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
@@ -1211,7 +1239,6 @@ def _tiled_W_panel_vec(ptr, lidx, ldat, tile, W, Wf, Hf, s, l1, l2, zthr, eps, l
     r = W.shape[1]
     nv = r // 8
     T = ptr.shape[0]
-    tiny = 2.2250738585072014e-308
     a0 = 0.0
     a1 = 0.0
     for i in range(hi - lo):
@@ -1230,21 +1257,10 @@ def _tiled_W_panel_vec(ptr, lidx, ldat, tile, W, Wf, Hf, s, l1, l2, zthr, eps, l
                 c = x / max(wh, eps)
                 _vaxpy(c, Hf, gj, numf, ni, nv)
                 if want_err:
-                    big = x > eps
-                    ok = big and c >= tiny
-                    q[nb] = c if ok else 1.0
-                    xs[nb] = x if ok else 0.0
-                    nb += 1
-                    a1 += x if big else 0.0
-                    if big and not ok:
-                        a0 += x * math.log(c)
+                    nb, a0, a1 = _kl_err_entry(x, c, eps, q, xs, nb, a0, a1)
         if want_err and nb:
             a0 += _sum_xlog(xs[:nb], q[:nb], e[:nb])
-    for i in range(lo, hi):
-        Wi = W[i]
-        for k in range(r):
-            Wi[k] = _finish1(np.float64(Wi[k]), num[i - lo, k], s[k], l1, l2, zthr, eps)
-            cs[k] += np.float64(Wi[k])
+    _finish_panel(W, num, lo, hi, s, l1, l2, zthr, eps, cs)
     return a0, a1
 
 
@@ -1253,19 +1269,12 @@ def tiled_kl_W_vec(ptr, lidx, ldat, tile, W, Ht, s, l1, l2, zthr, eps, rsplit, n
     """``tiled_kl_W`` on 8-lane vectors: float64, r a multiple of 8, C-contiguous W and Ht
     (the caller checks; same arguments and results)."""
     m, r = W.shape
-    T = ptr.shape[0]
     P = rsplit.shape[0] - 1
     panel = num.shape[1]
     Wf = W.reshape(m * r)
     Hf = Ht.reshape(Ht.shape[0] * r)
     out = np.zeros((P, 2 + r), np.float64)
-    maxblk = 1
-    if want_err:
-        for t in range(T):
-            for k in range(P):
-                for lo in range(rsplit[k], rsplit[k + 1], panel):
-                    hi = min(rsplit[k + 1], lo + panel)
-                    maxblk = max(maxblk, ptr[t, hi] - ptr[t, lo])
+    maxblk = _max_panel_block(ptr, rsplit, panel) if want_err else 1
     for k in prange(P):
         q = np.empty(maxblk, np.float64)
         xs = np.empty(maxblk, np.float64)
@@ -1302,11 +1311,7 @@ def _tiled_H_tile_vec(ptr, lidx, ldat, t, tile, W, Wf, Ht, Hf, s, l1, l2, zthr, 
             wh = _vdot(Wf, wi, Hf, (c0 + jl) * r, nv)
             c = np.float64(ldat[p]) / max(wh, eps)
             _vaxpy(c, Wf, wi, numf, jl * r, nv)
-    for j in range(w):
-        Gj = Ht[c0 + j]
-        for k in range(r):
-            Gj[k] = _finish1(np.float64(Gj[k]), num[j, k], s[k], l1, l2, zthr, eps)
-            cs[k] += np.float64(Gj[k])
+    _finish_tile(Ht, num, c0, w, s, l1, l2, zthr, eps, cs)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
