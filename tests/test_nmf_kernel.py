@@ -213,7 +213,7 @@ def test_batched_matches_single(rng, beta, masked):
 
 
 @pytest.mark.parametrize("m,n,r", [(64, 64, 8), (9, 7, 3), (17, 33, 9), (16, 16, 16), (5, 40, 1),
-                                   (40, 3, 12)])
+                                   (70, 20, 6), (40, 3, 12)])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-8), (np.float32, 2e-3)])
 def test_batched_frobenius_vector_kernels_match_single(rng, m, n, r, dtype, tol):
     # plain Frobenius batches run on the 8-lane kernels (r padded to 8k, m and n to 16k):

@@ -1669,11 +1669,11 @@ _VB = 16  # columns per output block: two vectors
 
 
 @numba.njit(inline="always")
-def _acc8x16(A, a0, sa, B, b0, tb, Q):
-    """acc[s][t] = sum_{q < Q} A[a0 + s sa + q] * B[b0 + q tb + 8 t : + 8], s < 8, t < 2.
+def _acc8x16(A, a0, sa, B, b0, tb, ts, Q):
+    """acc[s][t] = sum_{q < Q} A[a0 + s sa + q] * B[b0 + q tb + t ts : + 8], s < 8, t < 2.
 
     Flat offsets into C-contiguous arrays: rows s of A are ``sa`` apart (contraction index
-    contiguous), rows q of B ``tb`` apart."""
+    contiguous), rows q of B ``tb`` apart, its two 8-column halves ``ts`` apart."""
     z = vzero(B)
     c0 = z; c1 = z; c2 = z; c3 = z; c4 = z; c5 = z; c6 = z; c7 = z  # noqa: E702
     d0 = z; d1 = z; d2 = z; d3 = z; d4 = z; d5 = z; d6 = z; d7 = z  # noqa: E702
@@ -1688,7 +1688,7 @@ def _acc8x16(A, a0, sa, B, b0, tb, Q):
     for q in range(Q):
         bo = b0 + q * tb
         x = vload(B, bo)
-        y = vload(B, bo + 8)
+        y = vload(B, bo + ts)
         a = vbcast(A, r0 + q)
         c0 = vfma(a, x, c0)
         d0 = vfma(a, y, d0)
@@ -1717,6 +1717,97 @@ def _acc8x16(A, a0, sa, B, b0, tb, Q):
 
 
 @numba.njit(inline="always")
+def _acc8x24(A, a0, sa, B, b0, tb, ts, Q):
+    """``_acc8x16`` for 24 columns (three 8-column thirds ``ts`` apart): 24 accumulators, 3
+    loads and 8 broadcasts per step, fewer loads and loop instructions per FMA."""
+    z = vzero(B)
+    c0 = z; c1 = z; c2 = z; c3 = z; c4 = z; c5 = z; c6 = z; c7 = z  # noqa: E702
+    d0 = z; d1 = z; d2 = z; d3 = z; d4 = z; d5 = z; d6 = z; d7 = z  # noqa: E702
+    e0 = z; e1 = z; e2 = z; e3 = z; e4 = z; e5 = z; e6 = z; e7 = z  # noqa: E702
+    r0 = a0
+    r1 = a0 + sa
+    r2 = a0 + 2 * sa
+    r3 = a0 + 3 * sa
+    r4 = a0 + 4 * sa
+    r5 = a0 + 5 * sa
+    r6 = a0 + 6 * sa
+    r7 = a0 + 7 * sa
+    for q in range(Q):
+        bo = b0 + q * tb
+        x = vload(B, bo)
+        y = vload(B, bo + ts)
+        w = vload(B, bo + 2 * ts)
+        a = vbcast(A, r0 + q)
+        c0 = vfma(a, x, c0)
+        d0 = vfma(a, y, d0)
+        e0 = vfma(a, w, e0)
+        a = vbcast(A, r1 + q)
+        c1 = vfma(a, x, c1)
+        d1 = vfma(a, y, d1)
+        e1 = vfma(a, w, e1)
+        a = vbcast(A, r2 + q)
+        c2 = vfma(a, x, c2)
+        d2 = vfma(a, y, d2)
+        e2 = vfma(a, w, e2)
+        a = vbcast(A, r3 + q)
+        c3 = vfma(a, x, c3)
+        d3 = vfma(a, y, d3)
+        e3 = vfma(a, w, e3)
+        a = vbcast(A, r4 + q)
+        c4 = vfma(a, x, c4)
+        d4 = vfma(a, y, d4)
+        e4 = vfma(a, w, e4)
+        a = vbcast(A, r5 + q)
+        c5 = vfma(a, x, c5)
+        d5 = vfma(a, y, d5)
+        e5 = vfma(a, w, e5)
+        a = vbcast(A, r6 + q)
+        c6 = vfma(a, x, c6)
+        d6 = vfma(a, y, d6)
+        e6 = vfma(a, w, e6)
+        a = vbcast(A, r7 + q)
+        c7 = vfma(a, x, c7)
+        d7 = vfma(a, y, d7)
+        e7 = vfma(a, w, e7)
+    return ((c0, c1, c2, c3, c4, c5, c6, c7), (d0, d1, d2, d3, d4, d5, d6, d7),
+            (e0, e1, e2, e3, e4, e5, e6, e7))
+
+
+@numba.njit(inline="always")
+def _store8(S, o, v):
+    vstore(S, o, v[0])
+    vstore(S, o + 8, v[1])
+    vstore(S, o + 16, v[2])
+    vstore(S, o + 24, v[3])
+    vstore(S, o + 32, v[4])
+    vstore(S, o + 40, v[5])
+    vstore(S, o + 48, v[6])
+    vstore(S, o + 56, v[7])
+
+
+@numba.njit(inline="always")
+def _block24(F, D, O, so, G, P, Q, p0, l1, l2, zthr, eps, S):
+    # columns p0 .. p0 + 23 of F (R = 8): numerators through S, then denominators, update
+    na, nb, nc = _acc8x24(O, 0, so, D, p0 * Q, 8, 8 * Q, Q)
+    _store8(S, 0, na)
+    _store8(S, 64, nb)
+    _store8(S, 128, nc)
+    da, db, dc = _acc8x24(G, 0, 8, F, p0, P, 8, 8)
+    for t in range(3):
+        dd = da if t == 0 else (db if t == 1 else dc)
+        o = p0 + 8 * t
+        so_ = 64 * t
+        vstore(F, o, _mu_lanes(vload(F, o), vload(S, so_), dd[0], l1, l2, zthr, eps))
+        vstore(F, o + P, _mu_lanes(vload(F, o + P), vload(S, so_ + 8), dd[1], l1, l2, zthr, eps))
+        vstore(F, o + 2 * P, _mu_lanes(vload(F, o + 2 * P), vload(S, so_ + 16), dd[2], l1, l2, zthr, eps))
+        vstore(F, o + 3 * P, _mu_lanes(vload(F, o + 3 * P), vload(S, so_ + 24), dd[3], l1, l2, zthr, eps))
+        vstore(F, o + 4 * P, _mu_lanes(vload(F, o + 4 * P), vload(S, so_ + 32), dd[4], l1, l2, zthr, eps))
+        vstore(F, o + 5 * P, _mu_lanes(vload(F, o + 5 * P), vload(S, so_ + 40), dd[5], l1, l2, zthr, eps))
+        vstore(F, o + 6 * P, _mu_lanes(vload(F, o + 6 * P), vload(S, so_ + 48), dd[6], l1, l2, zthr, eps))
+        vstore(F, o + 7 * P, _mu_lanes(vload(F, o + 7 * P), vload(S, so_ + 56), dd[7], l1, l2, zthr, eps))
+
+
+@numba.njit(inline="always")
 def _mu_lanes(f, num, den, l1, l2, zthr, eps):
     # ``_finish1`` on 8 lanes: separate multiply and add for the l2 term, as numpy does
     if l1 > 0:
@@ -1739,13 +1830,16 @@ def _mu_row(F, fo, dst, do, S, s, da, db, l1, l2, zthr, eps):
 @numba.njit(inline="always")
 def _vec_half(F, D, O, so, G, P, Q, R, l1, l2, zthr, eps, S, T):
     """F (R x P) <- F * (O D) / (G F): O (R x Q real columns, rows ``so`` apart), D (Q x P)
-    packed in panels of 16 columns (Q x 16 each, contiguous), G = O O^T (R x R). Row blocks
+    packed in panels of 8 columns (Q x 8 each, contiguous), G = O O^T (R x R). Row blocks
     of 8, column blocks of 16; with R > 8 the new values of a column block go through T
     (R x 16) since the denominators of later row blocks read the old F."""
     direct = R == 8
-    for p0 in range(0, P, _VB):
+    p24 = 48 * (P // 48) if direct else 0  # pairs of 24-column blocks leave a multiple of 16
+    for p0 in range(0, p24, 24):
+        _block24(F, D, O, so, G, P, Q, p0, l1, l2, zthr, eps, S)
+    for p0 in range(p24, P, _VB):
         for k0 in range(0, R, 8):
-            na, nb = _acc8x16(O, k0 * so, so, D, p0 * Q, _VB, Q)
+            na, nb = _acc8x16(O, k0 * so, so, D, p0 * Q, 8, 8 * Q, Q)
             vstore(S, 0, na[0])
             vstore(S, 8, na[1])
             vstore(S, 16, na[2])
@@ -1762,7 +1856,7 @@ def _vec_half(F, D, O, so, G, P, Q, R, l1, l2, zthr, eps, S, T):
             vstore(S, 104, nb[5])
             vstore(S, 112, nb[6])
             vstore(S, 120, nb[7])
-            da, db = _acc8x16(G, k0 * R, R, F, p0, P, R)
+            da, db = _acc8x16(G, k0 * R, R, F, p0, P, 8, R)
             fo = k0 * P + p0
             if direct:
                 dst = F
@@ -1919,16 +2013,16 @@ def _solve_frob_vec(X, M, W, H, max_iter, tol, l1W, l1H, l2W, l2H, eps, zW, zH):
     R = (r + 7) // 8 * 8
     mp = (m + _VB - 1) // _VB * _VB
     npad = (n + _VB - 1) // _VB * _VB
-    # V and V^T in panels of 16 columns: panel c holds rows 0..m-1 (n-1) of columns
-    # 16c..16c+15, one contiguous stream per output column block of the products
+    # V and V^T in panels of 8 columns: panel c holds rows 0..m-1 (n-1) of columns
+    # 8c..8c+7, contiguous streams for the output column blocks of the products
     XP = _zeros64(m * npad, dt)
     XTP = _zeros64(n * mp, dt)
     WT = _zeros64(R * mp, dt)
     HP = _zeros64(R * npad, dt)
     for i in range(m):
         for j in range(n):
-            XP[(j // _VB) * m * _VB + i * _VB + j % _VB] = X[i, j]
-            XTP[(i // _VB) * n * _VB + j * _VB + i % _VB] = X[i, j]
+            XP[(j // 8) * m * 8 + i * 8 + j % 8] = X[i, j]
+            XTP[(i // 8) * n * 8 + j * 8 + i % 8] = X[i, j]
     for i in range(m):
         for k in range(r):
             WT[k * mp + i] = W[i, k]
@@ -1937,7 +2031,7 @@ def _solve_frob_vec(X, M, W, H, max_iter, tol, l1W, l1H, l2W, l2H, eps, zW, zH):
             HP[k * npad + j] = H[k, j]
     GW = _zeros64(R * R, dt)
     GH = _zeros64(R * R, dt)
-    S = _zeros64(2 * _VB * 8, dt)  # numerators of one block
+    S = _zeros64(3 * 64, dt)  # numerators of one block
     T = _zeros64(R * _VB, dt)
     WH = np.empty((m, n), dt)
     err0 = _error_one(X, M, False, W, H, WH, FROB, 2.0, eps)
