@@ -1831,8 +1831,9 @@ def _mu_row(F, fo, dst, do, S, s, da, db, l1, l2, zthr, eps):
 def _vec_half(F, D, O, so, G, P, Q, R, l1, l2, zthr, eps, S, T):
     """F (R x P) <- F * (O D) / (G F): O (R x Q real columns, rows ``so`` apart), D (Q x P)
     packed in panels of 8 columns (Q x 8 each, contiguous), G = O O^T (R x R). Row blocks
-    of 8, column blocks of 16; with R > 8 the new values of a column block go through T
-    (R x 16) since the denominators of later row blocks read the old F."""
+    of 8; column blocks of 24 (pairs, R = 8 only) then 16; with R > 8 the new values of a
+    column block go through T (R x 16) since the denominators of later row blocks read the
+    old F."""
     direct = R == 8
     p24 = 48 * (P // 48) if direct else 0  # pairs of 24-column blocks leave a multiple of 16
     for p0 in range(0, p24, 24):
@@ -1840,22 +1841,8 @@ def _vec_half(F, D, O, so, G, P, Q, R, l1, l2, zthr, eps, S, T):
     for p0 in range(p24, P, _VB):
         for k0 in range(0, R, 8):
             na, nb = _acc8x16(O, k0 * so, so, D, p0 * Q, 8, 8 * Q, Q)
-            vstore(S, 0, na[0])
-            vstore(S, 8, na[1])
-            vstore(S, 16, na[2])
-            vstore(S, 24, na[3])
-            vstore(S, 32, na[4])
-            vstore(S, 40, na[5])
-            vstore(S, 48, na[6])
-            vstore(S, 56, na[7])
-            vstore(S, 64, nb[0])
-            vstore(S, 72, nb[1])
-            vstore(S, 80, nb[2])
-            vstore(S, 88, nb[3])
-            vstore(S, 96, nb[4])
-            vstore(S, 104, nb[5])
-            vstore(S, 112, nb[6])
-            vstore(S, 120, nb[7])
+            _store8(S, 0, na)
+            _store8(S, 64, nb)
             da, db = _acc8x16(G, k0 * R, R, F, p0, P, 8, R)
             fo = k0 * P + p0
             if direct:
