@@ -6,14 +6,14 @@
 # and gets, flat under $OUT (default bench/results/gpu/), at most 3 + one PNG per op files:
 #     gpu_check.log             everything below, with nvidia-smi and the versions
 #     bench-gpu.json            pytest-benchmark results of the CUDA variants
-#     report.md, bench-gpu-<op>.png   bench/report.py's tables of ratios and charts
+#     report.md, bench-gpu-<op>.png   hotops/bench/report.py's tables of ratios and charts
 #
 # Steps, all inside GPU_CHECK_BUDGET seconds (default 360):
 #   1. install: wheels from .whl/ if that folder exists, then `pip install -e .` (no deps,
 #      no build isolation: nothing is fetched);
 #   2. print nvidia-smi and the torch / cupy / numba versions;
 #   3. the GPU tests on the real GPU: pytest tests -m "gpu or cudasim";
-#   4. the CUDA benchmark variants: pytest bench -k cuda --benchmark-json;
+#   4. the CUDA benchmark variants: pytest hotops/bench -k cuda --benchmark-json;
 #   5. the report, written even when tests or benchmarks failed; the charts are packed into
 #      charts.tar when there are more than three (the device tool returns at most 8 files);
 #   6. when $HOTOPS_DATA/sr/train291 exists (bench/prepare_gpu_data.py packs it small enough
@@ -119,8 +119,8 @@ EOF
         *) echo "!! GPU tests: FAILED (rc=$rc)"; status=1 ;;
     esac
 
-    section "CUDA benchmarks: pytest bench -k cuda"
-    run_limited $(( $(left) - 25 )) "$PY" -m pytest bench -k cuda -q -rfEs -p no:cacheprovider \
+    section "CUDA benchmarks: pytest hotops/bench -k cuda"
+    run_limited $(( $(left) - 25 )) "$PY" -m pytest hotops/bench -c hotops/bench/pytest.ini -k cuda -q -rfEs -p no:cacheprovider \
         --benchmark-json="$JSON" --benchmark-sort=name \
         --benchmark-columns=min,median,iqr,rounds,iterations
     rc=$?
@@ -132,7 +132,7 @@ EOF
 
     section "report"
     if [[ -s $JSON ]]; then
-        run_limited 60 "$PY" bench/report.py "$JSON" --out "$OUT" --name report
+        run_limited 60 "$PY" -m hotops.bench.report "$JSON" --out "$OUT" --name report
         rc=$?; ((rc)) && { echo "!! report.py: rc=$rc"; status=1; }
     else
         echo "!! no benchmark JSON was written (every CUDA benchmark skipped, or pytest was killed)"

@@ -3,7 +3,9 @@ classic papers, behind thin torch bindings.
 
 Importing ``hotops`` is cheap: it imports neither torch nor any kernel and compiles
 nothing. Sub-packages load on first use: ``hotops.kernels`` (arrays in, arrays out),
-``hotops.bindings`` (torch), ``hotops.models``, ``hotops.data``.
+``hotops.bindings`` (torch), ``hotops.models``, ``hotops.data``. Above the library:
+``hotops.apps`` (training and evaluation pipelines), ``hotops.demo``, ``hotops.bench``
+(the benchmark suites) and ``hotops.cli`` (the ``hotops`` command).
 """
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ __version__ = "0.1.0"
 
 from ._ops import channel_max_abs, clip_grad_adjustable_, imresize
 
-_SUBMODULES = ("kernels", "bindings", "models", "data", "demo", "cli", "distributed")
+#: library sub-packages and modules loaded on first attribute access (``hotops.apps``,
+#: ``hotops.demo``, ``hotops.bench`` and ``hotops.cli`` sit above the library and are
+#: imported by name)
+_SUBMODULES = ("kernels", "bindings", "models", "data", "distributed", "environment")
 
 _KERNEL_EXPORTS = {"rgb2ycbcr": "resize", "ycbcr2rgb": "resize", "psnr": "resize", "ssim": "resize"}
 

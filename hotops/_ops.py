@@ -5,14 +5,7 @@ straight to ``hotops.kernels``. torch is never imported unless a tensor is passe
 """
 from __future__ import annotations
 
-
-def _is_torch_tensor(x) -> bool:
-    module = type(x).__module__
-    if not (module == "torch" or module.startswith("torch.")):
-        return False
-    import torch
-
-    return isinstance(x, torch.Tensor)
+from hotops.kernels._backend import is_torch as _is_torch_tensor
 
 
 def channel_max_abs(g, *, return_argmax: bool = False):

@@ -5,17 +5,13 @@
   classes per image; several targets share one forward and one batched backward.
 * :func:`class_model`: argmax_I S_c(I) - lambda ||I||^2 by gradient ascent from the zero
   image, plus the training mean image (Sec. 2), batched over targets.
-* ``hotops saliency IMAGE --model CKPT``: the saliency map and the GraphCut box of one image.
 
 S_c is the unnormalised class score (the logit), not the softmax: the softmax gradient
 also depends on the other classes' scores (Sec. 2).
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-__all__ = ["saliency", "class_model", "SALIENCY_METHODS", "add_cli_arguments", "cli_main"]
+__all__ = ["saliency", "class_model", "SALIENCY_METHODS"]
 
 SALIENCY_METHODS = ("gradient", "deconvnet", "guided")
 
@@ -282,104 +278,3 @@ def class_model(model, target, *, steps: int = 200, lr: float = 1.0, l2: float =
     if mean_image is not None:
         image = image + mean_image
     return image[0] if single else image
-
-
-# --------------------------------------------------------------------------- CLI
-
-_CLI_MAX_SIDE = 512
-
-
-def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", type=Path, help="an image file (PNG, JPEG, ...); larger than 512 px: scaled down")
-    p.add_argument("--model", type=Path, default=None, metavar="CKPT",
-                   help="a checkpoint of hotops train localizer (default: the committed "
-                        "hotops/checkpoints/localizer.pt) or of hotops.train_small (SmallCifarNet)")
-    p.add_argument("--target", type=int, default=None, metavar="C", help="class index (default: the top class)")
-    p.add_argument("--method", choices=SALIENCY_METHODS, default="gradient")
-    p.add_argument("--out", type=Path, default=None, metavar="PREFIX",
-                   help="output prefix (default: the image's path without suffix): writes "
-                        "PREFIX_saliency.png and PREFIX_box.png")
-    p.add_argument("--fg-quantile", type=float, default=0.95)
-    p.add_argument("--bg-quantile", type=float, default=0.30)
-
-
-def _load_any(path):
-    """(model, meta, fixed input size or None) from a localizer or small_cifar checkpoint
-    (both fully convolutional: no fixed size)."""
-    import torch
-
-    from hotops.cli import UsageError
-
-    from .loc_bench import load_localizer
-
-    if path is not None and not Path(path).exists():
-        raise UsageError(f"--model: checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True) if path is not None else None
-    except Exception as exc:
-        raise UsageError(f"--model: cannot read {path} as a torch checkpoint ({exc})") from exc
-    if ckpt is None or (isinstance(ckpt, dict) and "canvas" in ckpt):
-        model, meta = load_localizer(path)  # fully convolutional: any input size
-        return model, meta, None
-    if isinstance(ckpt, dict) and "widths" in ckpt.get("arch", {}):
-        from .models.small_cifar import load_small_cifar
-
-        model, meta = load_small_cifar(path=path)
-        return model, meta, None
-    raise UsageError(f"--model: {path} is neither a localizer nor a small_cifar checkpoint")
-
-
-def cli_main(args) -> int:
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from hotops.cli import UsageError
-
-    from .localization import localize
-
-    if not args.image.exists():
-        raise UsageError(f"image not found: {args.image}")
-    try:
-        with Image.open(args.image) as im:
-            pil = im.convert("RGB")
-    except Exception as exc:
-        raise UsageError(f"cannot read {args.image} as an image ({exc})") from exc
-    model, meta, size = _load_any(args.model)
-    if size is not None:
-        pil = pil.resize((size[1], size[0]), Image.BILINEAR)
-    elif max(pil.size) > _CLI_MAX_SIDE:  # GraphCut time grows with the pixel count
-        scale = _CLI_MAX_SIDE / max(pil.size)
-        pil = pil.resize((max(1, round(pil.size[0] * scale)), max(1, round(pil.size[1] * scale))), Image.BILINEAR)
-    rgb = np.asarray(pil, dtype=np.float32) / 255.0
-    mean = torch.tensor(meta["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(meta["std"], dtype=torch.float32).view(1, 3, 1, 1)
-    x = (torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0) - mean) / std
-    with torch.no_grad():
-        probs = torch.softmax(model(x), 1)[0]
-    classes = meta["classes"]
-    target = int(probs.argmax()) if args.target is None else args.target
-    if not 0 <= target < len(classes):
-        raise UsageError(f"--target {target} is out of range (0..{len(classes) - 1})")
-    sal = saliency(model, x, target, args.method)[0].numpy()
-    try:
-        mask, box = localize(rgb, sal, fg_quantile=args.fg_quantile, bg_quantile=args.bg_quantile)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    prefix = args.out if args.out is not None else args.image.with_suffix("")
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    hi = float(np.percentile(sal, 99.5)) or 1.0
-    sal_png = Path(f"{prefix}_saliency.png")
-    Image.fromarray((np.clip(sal / hi, 0, 1) * 255).astype(np.uint8)).save(sal_png)
-    over = rgb.copy()
-    over[mask] = 0.55 * over[mask] + 0.45 * np.array([1.0, 0.2, 0.2], np.float32)
-    x0, y0, x1, y1 = box
-    for yy in (y0, y1 - 1):
-        over[yy, x0:x1] = (0.0, 1.0, 0.0)
-    for xx in (x0, x1 - 1):
-        over[y0:y1, xx] = (0.0, 1.0, 0.0)
-    box_png = Path(f"{prefix}_box.png")
-    Image.fromarray((np.clip(over, 0, 1) * 255).astype(np.uint8)).save(box_png)
-    print(f"class {target} ({classes[target]}, p={float(probs[target]):.2f}); box (x0, y0, x1, y1) = {box}")
-    print(f"wrote {sal_png} and {box_png}")
-    return 0

@@ -35,6 +35,7 @@ __all__ = [
     "load_cifar10",
     "load_mnist",
     "load_sr_set",
+    "read_image",
     "sample_images",
 ]
 
@@ -246,15 +247,72 @@ def cifar10_classes(path: str | os.PathLike | None = None) -> tuple[str, ...]:
 
 # --------------------------------------------------------------------------- SR sets
 
-def _read_image(p: Path) -> np.ndarray:
-    from PIL import Image
+_READ_MODES = ("auto", "rgb", "gray")
 
-    with Image.open(p) as im:
-        if im.mode in ("L", "I;16", "I", "F"):
-            im = im.convert("L")
-        elif im.mode != "RGB":
-            im = im.convert("RGB")
-        return np.array(im, dtype=np.uint8)
+
+def read_image(path, mode: str = "auto") -> tuple[np.ndarray, str | None]:
+    """Read an image file as 8-bit pixels; the one image reader of hotops.
+
+    Parameters
+    ----------
+    path : path of a PNG, JPEG, BMP, TIFF... file (anything Pillow opens)
+    mode : {'auto', 'rgb', 'gray'}
+        'auto': grayscale files give (H, W), colour files (H, W, 3); 'rgb': always
+        (H, W, 3); 'gray': always (H, W) (ITU-R 601 luma, Pillow's ``convert('L')``).
+
+    Returns
+    -------
+    (array, note): uint8 pixels, and a sentence saying what was converted (None when the
+    file was plain 8-bit L or RGB).
+
+    Notes
+    -----
+    16-bit grayscale (Pillow modes ``I;16*`` and ``I``, as 16-bit PNGs open) is scaled to 8
+    bits as round(v * 255 / 65535), whatever the values; float images (mode ``F``) are read
+    as [0, 1] and scaled by 255. An alpha channel is dropped (not composited), palette
+    images are expanded. Raises ``ValueError`` for a file Pillow cannot read and for a bad
+    ``mode``; ``FileNotFoundError`` for a missing file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if mode not in _READ_MODES:
+        raise ValueError(f"mode must be one of {_READ_MODES}, got {mode!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            src = im.mode
+            note = None
+            if src in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                v = np.asarray(im).astype(np.float64)
+                arr = np.clip(np.round(v * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+                note = f"{src} (16-bit) grayscale scaled to 8 bits"
+            elif src == "F":
+                arr = np.clip(np.round(np.asarray(im, np.float64) * 255.0), 0, 255).astype(np.uint8)
+                note = "float grayscale scaled from [0, 1] to 8 bits"
+            elif src == "L":
+                arr = np.asarray(im, np.uint8)
+            elif src == "RGB":
+                arr = np.asarray(im, np.uint8)
+            elif src in ("LA", "1") or (src == "P" and im.palette is not None and im.palette.mode == "L"
+                                        and "transparency" not in im.info):
+                arr = np.asarray(im.convert("L"), np.uint8)
+                note = f"{src} image converted to grayscale" + (", alpha dropped" if src == "LA" else "")
+            else:
+                alpha = "A" in src or "transparency" in im.info
+                arr = np.asarray(im.convert("RGB"), np.uint8)
+                note = f"{src} image converted to RGB" + (", alpha dropped" if alpha else "")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"cannot read {path} as an image ({exc})") from exc
+    if mode == "rgb" and arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif mode == "gray" and arr.ndim == 3:
+        from PIL import Image as _Image
+
+        arr = np.asarray(_Image.fromarray(arr).convert("L"), np.uint8)
+    return np.ascontiguousarray(arr), note
 
 
 def load_sr_set(name: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
@@ -284,7 +342,7 @@ def load_sr_set(name: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no images in {folder}")
-    return [(p.stem, _read_image(p)) for p in files]
+    return [(p.stem, read_image(p)[0]) for p in files]
 
 
 # --------------------------------------------------------------------------- sample images

@@ -13,6 +13,8 @@ from ._backend import (
     INSTALL_HINT,
     backend_of,
     cuda_available,
+    is_cupy,
+    is_torch,
     require_cuda,
     simulator_enabled,
 )
@@ -32,6 +34,8 @@ __all__ = [
     "INSTALL_HINT",
     "backend_of",
     "cuda_available",
+    "is_cupy",
+    "is_torch",
     "require_cuda",
     "simulator_enabled",
     *_OPS,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 
 import numpy as np
 
@@ -16,6 +17,18 @@ INSTALL_HINT = "hotops was installed without CUDA support: pip install hotops[cu
 
 CPU = "cpu"
 CUDA = "cuda"
+
+
+def is_torch(x) -> bool:
+    """Whether ``x`` is a torch tensor, decided without importing torch (an object of a torch
+    type exists only once torch is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def is_cupy(x) -> bool:
+    """Whether ``x`` is a CuPy array (or another object of a ``cupy``/``cupyx`` module)."""
+    return type(x).__module__.split(".")[0] in ("cupy", "cupyx")
 
 
 def simulator_enabled() -> bool:
@@ -92,7 +105,7 @@ def backend_of(**arrays) -> str:
         kind = kind_of(x)
         if kind is None:
             hint = ""
-            if type(x).__module__.startswith("torch"):
+            if type(x).__module__.split(".")[0] == "torch":
                 hint = " (torch tensors go through hotops.bindings or the hotops.* functions)"
             raise TypeError(
                 f"{name} must be a numpy array or a CUDA array (CuPy, numba device array, "

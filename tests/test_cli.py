@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 
 import pytest
 
@@ -28,7 +27,9 @@ def test_info_without_data(capsys, tmp_path, monkeypatch):
 
 
 def test_environment_info_keys():
-    info = cli.environment_info(probe_threads=False)
+    from hotops.environment import environment_info
+
+    info = environment_info(probe_threads=False)
     assert {"python", "numpy", "numba", "torch", "cupy", "torch_threads", "cpu", "data_root"} <= set(info)
 
 
@@ -62,26 +63,35 @@ def test_help_and_version(capsys):
     assert "hotops" in capsys.readouterr().out
 
 
-def test_bench_delegates(monkeypatch, capsys):
+def test_bench_delegates(monkeypatch, capsys, tmp_path):
+    import hotops.bench
+
     calls = {}
-    fake = types.ModuleType("hotops._bench")
 
-    def add_arguments(parser):
-        parser.add_argument("--quick", action="store_true")
+    def fake_run(out_dir, ops=None, quick=False, extra_args=(), *, threads=None):
+        calls.update(out=str(out_dir), ops=ops, quick=quick, extra=extra_args, threads=threads)
+        return {"returncode": 0}
 
-    def main(args):
-        calls["quick"] = args.quick
-        return 0
+    monkeypatch.setattr(hotops.bench, "run", fake_run)
+    assert cli.main(["bench", "--quick", "--ops", "nmf", "--out", str(tmp_path), "--", "-k", "cpu"]) == 0
+    assert calls == {"out": str(tmp_path), "ops": ["nmf"], "quick": True, "extra": ("-k", "cpu"), "threads": None}
+    assert cli.main(["bench", "--nope"]) == 2  # the bench command's own parser rejects it
 
-    fake.add_arguments, fake.main = add_arguments, main
-    monkeypatch.setitem(sys.modules, "hotops._bench", fake)
-    assert cli.main(["bench", "--quick"]) == 0
-    assert calls == {"quick": True}
-    assert cli.main(["bench", "--nope"]) == 2  # the bench module's own parser rejects it
+
+def test_bench_lists_the_shipped_suites(capsys):
+    assert cli.main(["bench", "--list"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert {"channel_max", "nmf", "topk_threshold", "resize", "reversible", "saliency", "clip"} <= set(listed)
+
+
+def test_bench_unknown_op_is_usage_error(capsys):
+    assert cli.main(["bench", "--ops", "frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "no benchmark suite for op(s) 'frobnicate'" in err and "Traceback" not in err
 
 
 def test_bench_missing_module(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "hotops._bench", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "hotops.cli.bench", None)  # import raises ImportError
     assert cli.main(["bench"]) == 2
     err = capsys.readouterr().err
     assert "hotops bench: error" in err and "Traceback" not in err
@@ -103,7 +113,7 @@ def test_sr_commands_listed_and_help_does_not_import_torch():
     code = ("import sys; from hotops import cli; p = cli.build_parser(); "
             "h = p.format_help(); assert 'eval-sr' in h and 'upscale' in h and 'train' in h, h; "
             "argv = ['train', 'vdsr', '--budget', '60']; "
-            "cli.build_parser(argv=argv).parse_args(argv); "
+            "cli.build_parser(argv).parse_args(argv); "
             "assert 'torch' not in sys.modules, 'building the parser imported torch'")
     ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
@@ -136,26 +146,28 @@ def test_sr_bad_usage(argv, expect, capsys):
     assert expect in err and "Traceback" not in err
 
 
-# --- plugin registry (TRAINERS / COMMANDS) -------------------------------------------------------
+# --- command registry (COMMANDS, hotops.cli.train.TRAINERS) ---------------------------------------
 
 
-def test_plugin_command_loaded_only_when_chosen(monkeypatch, tmp_path, capsys):
-    mod = tmp_path / "hotops_fake_plugin.py"
+def test_command_module_loaded_only_when_chosen(monkeypatch, tmp_path, capsys):
+    mod = tmp_path / "hotops_fake_command.py"
     mod.write_text("import sys\n"
-                   "def add_cli_arguments(p):\n    p.add_argument('--n', type=int, default=1)\n"
-                   "def cli_main(args):\n    print('ran', args.n)\n    return 0\n")
+                   "def add_arguments(p):\n    p.add_argument('--n', type=int, default=1)\n"
+                   "def run(args):\n    print('ran', args.n)\n    return 0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(cli.COMMANDS, "fake", ("hotops_fake_plugin", "a fake command"))
-    monkeypatch.delitem(sys.modules, "hotops_fake_plugin", raising=False)
+    monkeypatch.setitem(cli.COMMANDS, "fake", ("hotops_fake_command", "a fake command"))
+    monkeypatch.delitem(sys.modules, "hotops_fake_command", raising=False)
     assert cli.main(["info"]) == 0
-    assert "hotops_fake_plugin" not in sys.modules
+    assert "hotops_fake_command" not in sys.modules
     assert cli.main(["fake", "--n", "3"]) == 0
     assert "ran 3" in capsys.readouterr().out
 
 
-def test_plugin_missing_module_is_a_clear_error(monkeypatch, capsys):
+def test_missing_module_is_a_clear_error(monkeypatch, capsys):
+    from hotops.cli import train
+
     monkeypatch.setitem(cli.COMMANDS, "ghost", ("hotops_no_such_module", "missing"))
-    monkeypatch.setitem(cli.TRAINERS, "ghost", ("hotops_no_such_module", "missing"))
+    monkeypatch.setitem(train.TRAINERS, "ghost", ("hotops_no_such_module", lambda p: None, "missing"))
     assert cli.main(["ghost", "--x"]) == 2
     assert "cannot import hotops_no_such_module" in capsys.readouterr().err
     assert cli.main(["train", "ghost"]) == 2

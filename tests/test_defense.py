@@ -7,7 +7,9 @@ import scipy.fft as sfft
 import torch
 
 from _support import needs_data
-from hotops import cli, defense
+from hotops import cli
+from hotops.apps import defense
+from hotops.cli.train import TRAINERS
 from hotops.models.mnist_cnn import MnistCNN, defense_checkpoint, load_defense_model
 
 
@@ -101,7 +103,7 @@ def test_checkpoints_classify_mnist():
 
 
 def test_cli_train_defense_options(capsys):
-    parser = cli.build_parser(argv=["train", "defense"])
+    parser = cli.build_parser(["train", "defense"])
     args = parser.parse_args(["train", "defense", "--epochs", "3", "--out", "/tmp/x"])
     assert args.epochs == 3 and str(args.out) == "/tmp/x"
     assert cli.main(["train", "defense", "--epochs", "0"]) == 2
@@ -114,7 +116,7 @@ def test_run_training_smoke(tmp_path):
     import argparse
 
     p = argparse.ArgumentParser()
-    defense.add_train_arguments(p)
+    TRAINERS["defense"][1](p)  # the options of `hotops train defense`
     args = p.parse_args(["--limit", "128", "--epochs", "1", "--eval-images", "8", "--out", str(tmp_path),
                          "--batch-size", "64"])
     res = defense.run_training(args)

@@ -1,8 +1,6 @@
 """The demo's network checkpoint and ``hotops demo``."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -15,7 +13,7 @@ torch = pytest.importorskip("torch")
 def test_checkpoint_is_small_and_loads():
     from hotops.models import SmallCifarNet, load_small_cifar
 
-    assert CHECKPOINT.exists(), "train it with python -m hotops.train_small"
+    assert CHECKPOINT.exists(), "train it with: hotops train small-cifar"
     assert CHECKPOINT.stat().st_size < 2 * 2**20
     model, meta = load_small_cifar()
     assert isinstance(model, SmallCifarNet) and not model.training
@@ -42,7 +40,7 @@ def test_recorded_accuracy_is_reproducible(tmp_path):
     """The accuracy stored in the checkpoint is what the stored weights score."""
     from hotops.data import load_cifar10
     from hotops.models import load_small_cifar
-    from hotops.train_small import evaluate
+    from hotops.apps.train_small import evaluate
 
     x, y = load_cifar10("test", cache=tmp_path, progress=False)
     model, meta = load_small_cifar()
@@ -58,9 +56,7 @@ def test_demo_cli_quick(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("HOTOPS_DATA", str(tmp_path / "no-data-here"))
     out = tmp_path / "demo"
-    t = time.perf_counter()
     assert main(["demo", "--quick", "--no-progress", "--out", str(out)]) == 0
-    elapsed = time.perf_counter() - t
     report = (out / "report.md").read_text()
     assert "saliency.png" in report
     assert "## Machine" in report and "torch threads" in report and "numba threads" in report
@@ -73,7 +69,6 @@ def test_demo_cli_quick(tmp_path, monkeypatch, capsys):
     with Image.open(png) as im:
         assert im.size[0] > 500 and im.size[1] > 500
     assert "report:" in capsys.readouterr().out
-    assert elapsed < 60
 
 
 def test_demo_unknown_section(tmp_path):

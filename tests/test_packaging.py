@@ -34,29 +34,81 @@ def test_every_subpackage_is_declared():
     assert not missing, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
 
 
-@pytest.mark.slow
-def test_wheel_contains_all_layers(tmp_path):
+def _source_modules():
+    """Every .py file of the package as its path inside the wheel."""
+    _, package_dir = _declared()
+    names = set()
+    for prefix, folder in package_dir.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            if "__pycache__" in path.parts:
+                continue
+            names.add("/".join([*prefix.split("."), *path.relative_to(ROOT / folder).parts]))
+    return names
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("hotops-*.whl")
+    (whl,) = out.glob("hotops-*.whl")
+    return whl
+
+
+@pytest.mark.slow
+def test_wheel_contains_every_module(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in (
-        "hotops/__init__.py",
-        "hotops/kernels/__init__.py",
-        "hotops/kernels/channel_max/cpu.py",
-        "hotops/kernels/channel_max/cuda.py",
-        "hotops/bindings/channel_max.py",
-    ):
+    missing = sorted(_source_modules() - names)
+    assert not missing, f"modules missing from the wheel: {missing}"
+    for needed in ("hotops/bench/pytest.ini", "hotops/bench/conftest.py", "hotops/py.typed"):
         assert needed in names, needed
     for ckpt in (ROOT / "hotops" / "checkpoints").glob("*.pt"):
         assert f"hotops/checkpoints/{ckpt.name}" in names
-    assert not any(n.startswith(("tests/", "bench/")) for n in names)
+    assert not any(n.startswith(("tests/", "bench/", "docs/")) for n in names)
 
 
-@pytest.mark.parametrize("module_name", ["hotops", "hotops.kernels", "hotops.bindings", "hotops.models"])
+@pytest.mark.slow
+def test_bench_runs_from_a_wheel_outside_the_source_tree(wheel, tmp_path):
+    """A fresh virtual environment with only the wheel installed (its dependencies are this
+    environment's, seen through a .pth line, which does not run this checkout's editable
+    install): ``hotops bench --help`` and a small ``hotops bench`` run work there."""
+    import sysconfig
+    import venv
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    (pathlib.Path(site) / "_parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
+                   check=True, capture_output=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+
+    def run(*args, timeout=600):
+        return subprocess.run(list(args), cwd=work, capture_output=True, text=True, timeout=timeout)
+
+    where = run(str(py), "-c", "import hotops, hotops.kernels, hotops.bench; "
+                               "print(hotops.__file__); print(hotops.kernels.__file__); print(hotops.bench.__file__)")
+    assert where.returncode == 0, where.stderr
+    assert all(line.startswith(site) for line in where.stdout.split()), where.stdout
+    helped = run(str(env_dir / "bin" / "hotops"), "bench", "--help")
+    assert helped.returncode == 0 and "--ops" in helped.stdout, helped.stderr
+    out = tmp_path / "bench-out"
+    ran = run(str(env_dir / "bin" / "hotops"), "bench", "--ops", "clip", "--quick", "--out", str(out),
+              "--", "-k", "cpu and (hotops or torch_loop)")
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    assert "hotops" in report and "torch_loop" in report
+    assert not list(work.iterdir()), "hotops bench wrote into the current folder"
+
+
+@pytest.mark.parametrize("module_name", ["hotops", "hotops.kernels", "hotops.bindings", "hotops.models",
+                                         "hotops.demo", "hotops.cli"])
 def test_every_public_name_resolves(module_name):
     """Every name in ``__all__`` imports (the lazy export tables point at real objects)."""
     import importlib

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from _support import needs_data
-from hotops import revnet_train as rt
+from hotops.apps import revnet_train as rt
+from hotops.cli.train import TRAINERS
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 def parse(*argv):
     p = argparse.ArgumentParser()
-    rt.add_train_arguments(p)
+    TRAINERS["revnet"][1](p)  # the options of `hotops train revnet`
     return p.parse_args(list(argv))
 
 
@@ -37,9 +38,11 @@ def test_schedule():
 
 
 def test_cli_lists_the_trainer(capsys):
-    from hotops.cli import TRAINERS
+    from hotops.cli import main
 
-    assert TRAINERS["revnet"][0] == "hotops.revnet_train"
+    assert TRAINERS["revnet"][0] == "hotops.apps.revnet_train"
+    assert main(["train", "revnet", "--help"]) == 0
+    assert "--arch" in capsys.readouterr().out
 
 
 @needs_data("cifar10_jpeg.npz")
@@ -79,6 +82,8 @@ def test_demo_section(tmp_path):
             return tmp_path / name
 
     ctx = Ctx()
-    md = rt.demo_section(ctx)
+    from hotops.demo.revnet import revnet_section
+
+    md = revnet_section(ctx)
     assert ctx.steps == 3 and (tmp_path / "revnet_memory.png").exists()
     assert "| hotops |" in md and "BatchNorm running statistics equal: True" in md

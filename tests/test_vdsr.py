@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from hotops.models import VDSR  # noqa: E402
 from hotops.models.vdsr import CHECKPOINT  # noqa: E402
-from hotops.sr import build_patch_pool, degrade, evaluate, lr_at, modcrop, train  # noqa: E402
+from hotops.apps.sr import build_patch_pool, degrade, evaluate, lr_at, modcrop, train  # noqa: E402
 
 
 def _crop_y(size=96, scale=3):
@@ -346,7 +346,7 @@ def test_augment_matches_per_sample_rotations_and_flips():
     import numpy as np
     import torch
 
-    from hotops.sr import _augment
+    from hotops.apps.sr import _augment
 
     x = torch.arange(16 * 1 * 5 * 5, dtype=torch.float32).reshape(16, 1, 5, 5)
     y = -x
@@ -363,7 +363,7 @@ def test_augment_matches_per_sample_rotations_and_flips():
 
 @pytest.mark.parametrize("name, msg", [("tpu", "auto, cpu or cuda"), ("banana", "auto, cpu or cuda")])
 def test_resolve_device_bad_names(name, msg):
-    from hotops.sr import resolve_device
+    from hotops.apps.sr import resolve_device
 
     with pytest.raises(ValueError, match=msg):
         resolve_device(name)
@@ -372,7 +372,7 @@ def test_resolve_device_bad_names(name, msg):
 def test_resolve_device_cpu_and_auto():
     import torch
 
-    from hotops.sr import resolve_device
+    from hotops.apps.sr import resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

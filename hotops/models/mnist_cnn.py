@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._paths import CHECKPOINT_DIR
+
 __all__ = ["MnistCNN", "load_defense_model", "CHECKPOINT_DIR", "defense_checkpoint"]
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 _KINDS = ("normal", "topk")
 
 

@@ -18,9 +18,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._paths import checkpoint
+
 __all__ = ["SmallCifarNet", "load_small_cifar", "CHECKPOINT", "DEFAULT_WIDTHS"]
 
-CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "small_cifar.pt"
+CHECKPOINT = checkpoint("small_cifar.pt")
 DEFAULT_WIDTHS = (16, 32, 64, 128)  # the committed checkpoint's
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._paths import checkpoint
+
 __all__ = ["VDSR", "CHECKPOINT"]
 
-CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "vdsr.pt"
+CHECKPOINT = checkpoint("vdsr.pt")
 
 
 class VDSR(nn.Module):

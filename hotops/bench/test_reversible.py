@@ -23,7 +23,7 @@ autograd Functions hold as context attributes (memcnn's outputs, RNG states), pa
 excluded, each storage once; for the coupling group also ``saved_bytes_by_depth`` (the
 same count for 1..32 blocks at 16 channels, 16x16, batch 8); on CUDA ``max_memory_allocated``
 (peak bytes during one step, which sees every allocation). The issue's target: hotops at
-most 1.35x the stored network (ideal 4/3). No speed assertions here: bench/report.py
+most 1.35x the stored network (ideal 4/3). No speed assertions here: hotops/bench/report.py
 reports the ratios.
 
 Correctness of the rows (checked once by hand on RevNet-38, batch 4, 8x8, float32): hotops,
@@ -68,7 +68,7 @@ _LIBRARY_NAMES = {"hotops": "hotops", "stored": "plain autograd", "torch_checkpo
 
 def wrap_stage(pairs, impl: str) -> nn.Module:
     """The stage of coupling blocks (F, G) as implementation ``impl`` (same modules)."""
-    from hotops.revnet_train import coupling_methods
+    from hotops.apps.revnet_train import coupling_methods
 
     if impl not in _LIBRARY_NAMES:
         raise ValueError(impl)
@@ -76,7 +76,7 @@ def wrap_stage(pairs, impl: str) -> nn.Module:
 
 
 def coupling_pairs(depth: int, channels: int, device, seed: int = 0):
-    from hotops.revnet_train import coupling_functions
+    from hotops.apps.revnet_train import coupling_functions
 
     return [(F.to(device), G.to(device)) for F, G in coupling_functions(depth, channels, seed)]
 

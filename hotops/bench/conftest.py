@@ -10,7 +10,7 @@ What every benchmark run gets from here:
   versions (python, numpy, numba, torch, scipy, hotops), numba's threading layer and thread
   count, and the device ("cpu" or the CUDA GPU's name); ``machine_info`` gets the same
   under the key ``"hotops"``.
-* Fixtures for writing a suite (see bench/README.md):
+* Fixtures for writing a suite (see bench/README.md in the repository):
 
   ``device``   parametrised over "cpu" and "cuda"; the CUDA variant skips with a reason
                when ``torch.cuda.is_available()`` is false.
@@ -19,7 +19,7 @@ What every benchmark run gets from here:
   ``bench``    ``bench(fn, *args, op=..., impl=..., group=..., device=..., baseline=...)``:
                warms ``fn`` up (Numba compiles lazily), synchronises CUDA inside the timed
                function, picks rounds to fit a per-benchmark time budget, and fills
-               ``extra_info`` (``op``, ``impl``, ``baseline``, ``bytes``) for bench/report.py.
+               ``extra_info`` (``op``, ``impl``, ``baseline``, ``bytes``) for hotops/bench/report.py.
 
 Environment knobs: ``HOTOPS_BENCH_THREADS`` (threads, default 2), ``HOTOPS_BENCH_BUDGET``
 (seconds of timing per benchmark, default 2.0), ``HOTOPS_BENCH_QUICK=1`` (budget 0.4 s and
@@ -63,7 +63,7 @@ CUDA_SKIP_REASON = "CUDA variant: torch.cuda.is_available() is false on this mac
 
 # -- 2. what the results record -------------------------------------------------------
 def _cpu_model() -> str:
-    from hotops.cli import cpu_name  # one reader of /proc/cpuinfo for the CLI, demo and benches
+    from hotops.environment import cpu_name  # one reader of /proc/cpuinfo for the CLI, demo and benches
 
     return cpu_name()
 
@@ -143,7 +143,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 @pytest.fixture(autouse=True)
 def _hotops_extra_info(request):
-    """Stamp every benchmark with where and how it ran (read by bench/report.py)."""
+    """Stamp every benchmark with where and how it ran (read by hotops/bench/report.py)."""
     if "benchmark" not in request.fixturenames:
         yield
         return

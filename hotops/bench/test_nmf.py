@@ -29,7 +29,7 @@ that every row runs exactly the stated number of iterations; each timed call is 
   sparse-KL 20000x10000 nnz1M r32 float32 x10it cuda`` (``hotops`` on cupyx CSR vs
   *``torchnmf``* on a CUDA COO tensor).
 
-No speed assertions: bench/report.py prints the ratios. Per-iteration time = median / the
+No speed assertions: hotops/bench/report.py prints the ratios. Per-iteration time = median / the
 iteration count in the group name (also in ``extra_info["iterations"]``).
 """
 from __future__ import annotations

@@ -10,14 +10,12 @@ Pieces:
   most negative) and :func:`random_pixel_attack` (t random pixels flipped to the opposite
   extreme).
 * :func:`evaluate_defense`: the accuracy table (clean and attacked, without and with IHT).
-* ``hotops train defense`` (:func:`add_train_arguments`, :func:`run_training`) and the demo
-  section :func:`demo_section`.
+* ``hotops train defense`` (:func:`run_training`): both CNNs, the table, the checkpoints.
 
 torch is imported inside the functions, so importing this module is cheap.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import platform
 import time
@@ -27,7 +25,7 @@ import numpy as np
 
 __all__ = [
     "choose_k", "train_classifier", "greedy_l0_attack", "random_pixel_attack", "evaluate_defense",
-    "format_table", "add_train_arguments", "run_training", "demo_section",
+    "format_table", "run_training", "digits_28",
 ]
 
 DEFAULT_ENERGY = 0.8
@@ -85,7 +83,7 @@ def _to_float(images) -> np.ndarray:
 
 def project_images(x: np.ndarray, k: int) -> np.ndarray:
     """Top-k DCT projections of (N, 28, 28) float32 images (hotops.sparse_project)."""
-    from .sparse_fourier import sparse_project
+    from hotops.sparse_fourier import sparse_project
 
     return sparse_project(np.ascontiguousarray(x, dtype=np.float32), k, "dct")
 
@@ -100,7 +98,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, epochs: int = 2, batch_size: 
     import torch
     from tqdm.auto import tqdm
 
-    from .models.mnist_cnn import MnistCNN
+    from hotops.models.mnist_cnn import MnistCNN
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -246,9 +244,9 @@ def evaluate_defense(normal, topk, k: int, x: np.ndarray, labels: np.ndarray, t_
     """
     from tqdm.auto import tqdm
 
-    from .bindings.topk_threshold import IHTDefense
-    from .bindings.topk_threshold import sparse_project as torch_project
-    from .sparse_fourier import iht
+    from hotops.bindings.topk_threshold import IHTDefense
+    from hotops.bindings.topk_threshold import sparse_project as torch_project
+    from hotops.sparse_fourier import iht
 
     labels = np.asarray(labels)
     bar = tqdm(total=5 + len(random_ts), desc="evaluate", disable=not progress)
@@ -318,27 +316,6 @@ def format_table(result: dict) -> str:
 
 # --------------------------------------------------------------------------- CLI
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``hotops train defense``."""
-    from .models.mnist_cnn import CHECKPOINT_DIR
-
-    p.add_argument("--epochs", type=int, default=2, help="epochs for each of the two CNNs (default 2)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam's peak learning rate (cosine decay)")
-    p.add_argument("--energy", type=float, default=DEFAULT_ENERGY,
-                   help="choose k as the smallest k whose top-k DCT coefficients hold this fraction of "
-                        "the median training image's energy (default 0.8)")
-    p.add_argument("--k", type=int, default=None, help="use this k instead of choosing it from --energy")
-    p.add_argument("--t-defense", type=int, default=DEFAULT_T_DEFENSE, help="IHT's t in the evaluation")
-    p.add_argument("--eval-images", type=int, default=500, help="test images in the attack table (first N)")
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke test)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=CHECKPOINT_DIR,
-                   help="folder for defense_normal.pt and defense_topk.pt (default: the package's checkpoints)")
-    p.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the attack table")
-
-
 def _save(model, path: Path, meta: dict) -> None:
     import torch
 
@@ -384,7 +361,7 @@ def run_training(args) -> dict:
 def _run_training(args) -> dict:
     import torch
 
-    from .data import load_mnist
+    from hotops.data import load_mnist
 
     data = load_mnist()
     x_train, y_train = _to_float(data["x_train"]), data["y_train"].astype(np.int64)
@@ -434,16 +411,14 @@ def _run_training(args) -> dict:
     return {"k": k, "acc_normal": acc_normal, "acc_topk": acc_topk, "evaluation": result}
 
 
-# --------------------------------------------------------------------------- demo
-
-def _digits_28(n: int, seed: int = 0):
+def digits_28(n: int, seed: int = 0):
     """(images (n, 28, 28) in [0, 1], labels, source): MNIST test digits when the data folder
     is there, else scikit-learn's bundled 8x8 digits enlarged to 20x20 and centred in 28x28
     (the MNIST layout)."""
-    from .data import data_available
+    from hotops.data import data_available
 
     if data_available("mnist.npz"):
-        from .data import load_mnist
+        from hotops.data import load_mnist
 
         d = load_mnist()
         return _to_float(d["x_test"][:n]), d["y_test"][:n].astype(np.int64), "MNIST test set"
@@ -457,65 +432,3 @@ def _digits_28(n: int, seed: int = 0):
     # 8x8 -> 20x20 (bilinear), in the centre of 28x28 as MNIST digits are
     out[:, 4:24, 4:24] = np.clip(zoom(dig.images[idx] / 16.0, (1, 2.5, 2.5), order=1), 0, 1)
     return out, dig.target[idx].astype(np.int64), "scikit-learn's bundled digits (8x8, enlarged to 28x28)"
-
-
-def demo_section(ctx) -> str:
-    """Demo: greedy L0 attack on the normal CNN, IHT reconstruction, top-k CNN (committed checkpoints)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .models.mnist_cnn import load_defense_model
-    from .sparse_fourier import iht
-
-    ctx.step("loading the defence checkpoints")
-    normal, meta_n = load_defense_model("normal")
-    topk, meta_k = load_defense_model("topk")
-    k, t_def = int(meta_k["k"]), int(meta_k.get("t_defense", DEFAULT_T_DEFENSE))
-    n = 60 if ctx.quick else 500
-    x, labels, source = _digits_28(n)
-    ctx.step("greedy L0 attack (t = 10 pixels)")
-    adv = greedy_l0_attack(normal, x, labels, ts=(10,))[10]
-    t_start = time.perf_counter()
-    x_hat, e_hat = iht(adv, k, t_def, n_iter=10)
-    iht_s = time.perf_counter() - t_start
-    ctx.step("classifying and drawing")
-    p_clean = predict(normal, x)
-    p_adv = predict(normal, adv)
-    p_def = predict(topk, x_hat)
-    acc = {name: float((p == labels).mean()) for name, p in
-           (("clean", p_clean), ("attacked", p_adv), ("defended", p_def))}
-    show = np.flatnonzero((p_adv != labels) & (p_clean == labels))[:6]
-    if show.size < 6:
-        show = np.concatenate([show, np.setdiff1d(np.arange(n), show)[: 6 - show.size]])
-    fig, axes = plt.subplots(3, len(show), figsize=(1.6 * len(show), 5.2), squeeze=False)
-    for c, i in enumerate(show):
-        for r, (img, title) in enumerate(((x[i], f"clean: {p_clean[i]}"), (adv[i], f"attacked: {p_adv[i]}"),
-                                         (x_hat[i], f"IHT: {p_def[i]}"))):
-            ax = axes[r, c]
-            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-            ax.set_title(title, fontsize=9)
-            ax.axis("off")
-    fig.suptitle(f"L0 attack (10 pixels) on the normal CNN; IHT (k={k}, t={t_def}) + top-k CNN", fontsize=10)
-    fig.tight_layout()
-    path = ctx.figure_path("defense.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    lines = [
-        "Bafna, Murtagh & Vyas (NeurIPS 2018) model an attacked digit as y = x + e, x k-sparse in the "
-        "2-D DCT and e a t-pixel perturbation, recover x by iterative hard thresholding "
-        "(`hotops.iht`, Algorithm 1) and classify it with a CNN trained on top-k projections.",
-        f"![clean, attacked and reconstructed digits]({path.name})",
-        f"{n} digits from {source}; greedy JSMA-style L0 attack with 10 pixels on the normal CNN "
-        f"(committed checkpoints, k = {k}, IHT t = {t_def}, 10 iterations, {1000 * iht_s:.0f} ms for IHT):",
-        "",
-        "| | normal CNN, clean | normal CNN, attacked | IHT + top-k CNN, attacked |",
-        "| --- | ---: | ---: | ---: |",
-        f"| accuracy | {100 * acc['clean']:.1f}% | {100 * acc['attacked']:.1f}% | {100 * acc['defended']:.1f}% |",
-    ]
-    ev = meta_k.get("evaluation")
-    if ev:
-        lines += ["", f"Measured by `hotops train defense` on the first {ev['n_images']} MNIST test images "
-                  f"(accuracy %, IHT k={ev['k']}, t={ev['t_defense']}):", "", format_table(ev)]
-    return "\n".join(lines)

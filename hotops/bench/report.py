@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn pytest-benchmark JSON files into a markdown table of ratios and PNG bar charts.
 
-    python bench/report.py RESULT.json [MORE.json ...] --out DIR [--name report]
+    python -m hotops.bench.report RESULT.json [MORE.json ...] --out DIR [--name report]
                            [--baseline NAME ...] [--column KEY ...] [--no-png]
 
 writes ``DIR/<name>.md`` (one section per file, one table per benchmark group) and, per

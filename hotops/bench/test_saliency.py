@@ -18,7 +18,7 @@ Groups (the baseline in the same group, on the same inputs):
   the time split of hotops (gmm / graph / maxflow / components, medians of 5 calls) and the
   IoU between hotops' mask and GrabCut's (largest connected component of each).
 
-No speed assertions here: bench/report.py reports the ratios.
+No speed assertions here: hotops/bench/report.py reports the ratios.
 """
 from __future__ import annotations
 

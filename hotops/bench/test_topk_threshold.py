@@ -13,7 +13,7 @@ Groups (one question each, baselines on the very same input):
 
 CUDA variants (``device`` = cuda, skipped without a GPU) run the torch baselines and the
 hotops path (cuFFT + numba.cuda select through ``hotops.bindings.sparse_project``) on the
-device. No speed assertions here: bench/report.py reports the ratios.
+device. No speed assertions here: hotops/bench/report.py reports the ratios.
 """
 from __future__ import annotations
 

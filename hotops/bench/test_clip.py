@@ -24,7 +24,7 @@ own copy of the same gradients. ``extra_info["fraction_clipped"]`` is what hotop
 on that first call. ``bytes`` is the job's minimum memory traffic: read every gradient
 once (only clipped elements need a write).
 
-No speed assertions here: bench/report.py reports the ratios.
+No speed assertions here: hotops/bench/report.py reports the ratios.
 """
 from __future__ import annotations
 

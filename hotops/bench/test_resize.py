@@ -39,7 +39,7 @@ the hotops rows it is float32 rounding; for Pillow and torch their border rules 
 antialiased bicubic is a port of Pillow's resampling: the two agree to 1e-7) and, at x1/3,
 their sample positions. ``extra_info["max_abs_diff_vs_matlab_interior"]`` is the same
 with 8 output pixels cut from each border, where only the kernel and sample positions
-count. bench/report.py shows both as columns (``extra_info["columns"]``).
+count. hotops/bench/report.py shows both as columns (``extra_info["columns"]``).
 
 CUDA: a batch of 64 RGB 256x256 float32 images at x1/2 and x2 (the VDSR training
 pipeline's degradation), hotops' torch binding against torch ``interpolate``.
@@ -47,7 +47,7 @@ pipeline's degradation), hotops' torch binding against torch ``interpolate``.
 hotops runs with its defaults, ``check_finite=True`` included: a scan for NaN/inf before
 resizing (on CUDA, one small read-back), which the baselines do not do.
 
-No speed assertions here: bench/report.py reports the ratios.
+No speed assertions here: hotops/bench/report.py reports the ratios.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def _reference_module():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "tests" / "reference.py"
+    path = Path(__file__).resolve().parents[2] / "tests" / "reference.py"
     if not path.is_file():
         return None
     spec = importlib.util.spec_from_file_location("_hotops_tests_reference", path)
@@ -247,7 +247,7 @@ def test_imresize_image(bench, benchmark, device, scale, impl):
         out_shape=[*out_hw, CHANNELS],
         scale=float(scale),
         dtype="float32",
-        columns=[DIFF_KEY, INNER_KEY],  # bench/report.py: show these extra_info keys as columns
+        columns=[DIFF_KEY, INNER_KEY],  # hotops/bench/report.py: show these extra_info keys as columns
     )
     got = np.asarray(to_hwc(result), dtype=np.float64)
     want = _cpu_matlab(scale)

@@ -20,16 +20,14 @@
   SGD with the loss summed over the patch, as caffe-vdsr, diverged even at lr 1e-3). Adam's
   coupled L2 weight decay then shrank the hidden kernels 4x by step 850, hence AdamW.
 
-``python -m hotops.sr`` and ``hotops train vdsr`` run :func:`main`.
+``hotops train vdsr`` runs :func:`run_training`; :func:`upscale_image` is ``hotops upscale``.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import hashlib
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -44,7 +42,8 @@ __all__ = [
     "build_patch_pool",
     "lr_at",
     "train",
-    "main",
+    "upscale_image",
+    "check_scale",
 ]
 
 PATCH = 41
@@ -53,7 +52,7 @@ _POOL_VERSION = 1
 
 # --------------------------------------------------------------------------- protocol
 
-def _check_scale(scale) -> int:
+def check_scale(scale) -> int:
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer, float)) or not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     if int(scale) != scale:
@@ -93,12 +92,33 @@ def degrade(y: np.ndarray, scale) -> np.ndarray:
     """
     from hotops.kernels.resize import imresize
 
-    s = _check_scale(scale)
+    s = check_scale(scale)
     y = np.asarray(y, dtype=np.float64)
     if y.shape[0] % s or y.shape[1] % s:
         raise ValueError(f"y of shape {y.shape} is not a multiple of scale {s}; crop it first (modcrop)")
     small = imresize(y, scale=1.0 / s)
     return imresize(small, scale=float(s))
+
+
+def upscale_image(img: np.ndarray, scale, model) -> np.ndarray:
+    """Upscale a uint8 RGB (H, W, 3) or grayscale (H, W) image by ``scale``.
+
+    VDSR restores the bicubic-enlarged luminance Y (Kim et al. 2016, Sec. 3.1); Cb and Cr
+    stay bicubic (MATLAB-exact ``imresize``). A grayscale image is all luminance.
+    """
+    from hotops.kernels.resize import imresize, rgb2ycbcr, ycbcr2rgb
+
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    if img.ndim == 2:
+        y = imresize(img.astype(np.float64) / 255.0, scale=float(scale))
+        out = model.upscale_y(y.astype(np.float32))
+        return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+    ycc = rgb2ycbcr(img.astype(np.float64) / 255.0)
+    big = imresize(ycc, scale=float(scale))
+    big[..., 0] = model.upscale_y(np.clip(big[..., 0], 0, 1).astype(np.float32)).astype(np.float64)
+    rgb = ycbcr2rgb(np.clip(big, 0.0, 1.0))
+    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 def evaluate(model, images, scales=(2, 3, 4), ssim_too: bool = True) -> dict:
@@ -127,7 +147,7 @@ def evaluate(model, images, scales=(2, 3, 4), ssim_too: bool = True) -> dict:
         raise ValueError("images is empty")
     out = {}
     for scale in scales:
-        s = _check_scale(scale)
+        s = check_scale(scale)
         rows = {"psnr": [], "ssim": [], "bicubic_psnr": [], "bicubic_ssim": []}
         for _name, img in images:
             hr = modcrop(luminance(img), s)
@@ -184,7 +204,7 @@ def build_patch_pool(images, scales=(2, 3, 4), max_patches: int | None = 24000, 
     lr : float16 (N, 41, 41), the bicubic input; hr : uint8 (N, 41, 41), the 8-bit target Y.
     Cached in ``hotops.data.cache_dir()`` keyed by the images and the settings.
     """
-    scales = tuple(_check_scale(s) for s in scales)
+    scales = tuple(check_scale(s) for s in scales)
     if not scales:
         raise ValueError("scales is empty")
     images = list(images)
@@ -469,35 +489,6 @@ def train(model, lr_pool, hr_pool, iterations: int | None = None, batch: int = 6
 
 # --------------------------------------------------------------------------- script
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    # the path only: importing hotops.models.vdsr would import torch while building the CLI
-    CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "vdsr.pt"
-    p.add_argument("--data", default=None, metavar="DIR", help="training images (default: train291 in the data folder)")
-    p.add_argument("--budget", type=float, default=None, metavar="SECONDS", help="scale the schedule to this much training time")
-    p.add_argument("--iterations", type=int, default=None, metavar="N", help="total iterations (the paper: 9960 at batch 64)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
-    p.add_argument("--theta", type=float, default=0.4, help="adjustable clipping threshold (pytorch-vdsr's 0.4)")
-    p.add_argument("--lr", type=float, default=None, help="base learning rate (default: 0.1 for sgd, 1e-4 for adamw)")
-    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd",
-                   help="sgd: the paper's (momentum 0.9); adamw: learns far faster in short CPU budgets")
-    p.add_argument("--schedule", choices=list(SCHEDULES), default="step",
-                   help="step: lr / 10 every quarter (the paper's); cosine: cosine decay to 0")
-    p.add_argument("--out", type=Path, default=CHECKPOINT, metavar="CKPT", help="release checkpoint (float16 weights + metadata)")
-    p.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="continue from a training state file")
-    p.add_argument("--state", type=Path, default=None, metavar="PATH", help="training state file (default: cache dir)")
-    p.add_argument("--max-patches", type=int, default=24000, help="size of the patch pool (random subset)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda",
-                   help="where to train (default: the GPU when torch sees one)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-sets", nargs="*", default=["set5", "set14"], help="sets for the final table")
-    p.add_argument("--last-layer-init", choices=["zero", "he"], default="zero",
-                   help="zero (default): the net starts as the identity (bicubic), which keeps lr 0.1 "
-                        "stable in short runs; he: the paper's He init for every layer")
-    p.add_argument("--no-progress", action="store_true")
-
-
 def measure(ckpt, sets=("set5", "set14"), scales=(2, 3, 4), model_fp32=None, verbose: bool = True,
             device="cpu"):
     """The :func:`evaluate` table of a checkpoint *as stored* (float16 weights) on each set
@@ -563,7 +554,7 @@ def run_training(args) -> dict:
         if not v > 0:
             raise ValueError(f"--{name} must be > 0, got {v}")
     for s in args.scales:
-        _check_scale(s)
+        check_scale(s)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = resolve_device(getattr(args, "device", "auto"))
@@ -585,7 +576,7 @@ def run_training(args) -> dict:
     print(f"trained {hist['iterations']} iterations in {hist['seconds']:.0f} s; state: {state}", flush=True)
     model.save(args.out, metadata={})
     tables, fp16_check, t_eval = measure(args.out, args.eval_sets, args.scales, model_fp32=model, device=device)
-    from hotops.cli import cpu_name
+    from hotops.environment import cpu_name
 
     meta = {
         "paper": "Kim, Lee & Lee, Accurate Image Super-Resolution Using Very Deep Convolutional Networks, CVPR 2016",
@@ -619,15 +610,3 @@ def run_training(args) -> dict:
     VDSR.load(args.out).save(args.out, metadata=meta)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.2f} MB)")
     return meta
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hotops.sr", description="Train VDSR (Kim et al. 2016).")
-    add_train_arguments(p)
-    args = p.parse_args(argv)
-    run_training(args)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Train the demo's small CIFAR-10 net and write its checkpoint.
 
-    python -m hotops.train_small --epochs 7    # 83% test accuracy, ~12 min on 2 CPU cores
+    hotops train small-cifar --epochs 7
 
 Reads CIFAR-10 from the shared data folder (``hotops.data``), trains ``SmallCifarNet``
 with random crops (4-pixel reflect padding) and horizontal flips, SGD with Nesterov
@@ -11,32 +11,13 @@ writes them, with the class names, the input normalisation and that accuracy, to
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from .models.small_cifar import CHECKPOINT, CIFAR10_MEAN, CIFAR10_STD, DEFAULT_WIDTHS
-
-
-def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m hotops.train_small", description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=7)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=0.15, help="peak learning rate of the one-cycle schedule")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--widths", type=int, nargs=4, default=DEFAULT_WIDTHS)
-    p.add_argument("--no-residual", dest="residual", action="store_false")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="train on the first N shuffled images only (smoke test)")
-    p.add_argument("--out", type=Path, default=CHECKPOINT)
-    return p.parse_args(argv)
+from hotops.models.small_cifar import CIFAR10_MEAN, CIFAR10_STD
 
 
 def _augment(xb, rng):
@@ -79,8 +60,8 @@ def train(args) -> dict:
     import torch
     from tqdm.auto import tqdm
 
-    from .data import cifar10_classes, load_cifar10
-    from .models.small_cifar import SmallCifarNet
+    from hotops.data import cifar10_classes, load_cifar10
+    from hotops.models.small_cifar import SmallCifarNet
 
     torch.set_num_threads(args.threads)
     # Denormal floats appear in the small gradients late in training and make x86 CPUs
@@ -186,14 +167,11 @@ def train(args) -> dict:
     return ckpt
 
 
-def main(argv=None) -> int:
-    args = _parse(argv)
-    if args.epochs < 1 or args.batch_size < 1:
-        print("error: --epochs and --batch-size must be positive", file=sys.stderr)
-        return 2
-    train(args)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run_training(args) -> dict:
+    """``hotops train small-cifar``: check the options, then :func:`train`."""
+    for name in ("epochs", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
+    return train(args)

@@ -10,7 +10,7 @@ side by side on the same tensor:
 
 The shapes: an ImageNet-sized batch of RGB input gradients (the paper's use), and an
 activation-sized gradient (many channels) where the reduction's memory traffic dominates.
-No speed assertions here: bench/report.py reports the ratios.
+No speed assertions here: hotops/bench/report.py reports the ratios.
 """
 from __future__ import annotations
 

@@ -11,41 +11,67 @@ held-out canvases its test digits, so no digit image is shared.
 
 * :func:`make_canvases` generates a reproducible set (numpy, no torch).
 * ``hotops train localizer`` (:func:`run_training`) trains the classifier
-  (:func:`localizer_net`, a small fully convolutional net with global max pooling) on
-  freshly drawn canvases every epoch, and writes ``hotops/checkpoints/localizer.pt``.
+  (:func:`hotops.models.localizer.localizer_net`, a small fully convolutional net with
+  global max pooling) on freshly drawn canvases every epoch, and writes its checkpoint.
 * :func:`evaluate_localization` scores IoU >= 0.5 box accuracy of three methods on held-out
   canvases: saliency + GraphCut (:func:`hotops.localize`), the box of the thresholded
   saliency map alone, and a centred box of the mean true-box size.
-* :func:`demo_section` is the ``localization`` part of ``hotops demo``.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
+from hotops.models.localizer import ARCH, MEAN, STD, load_localizer, localizer_net
+
 __all__ = [
-    "CANVAS", "CHECKPOINT", "make_canvases", "localizer_net", "load_localizer", "run_evaluation", "evaluate_localization",
-    "threshold_box", "centred_box", "box_iou", "add_train_arguments", "run_training", "demo_section",
+    "CANVAS", "make_canvases", "resize_bilinear", "canvases_to_tensor", "run_evaluation",
+    "evaluate_localization", "format_table", "threshold_box", "centred_box", "box_iou", "run_training",
 ]
 
 CANVAS = 96
-CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "localizer.pt"
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.25, 0.25, 0.25)
-ARCH = {"num_classes": 10, "widths": (32, 64, 96, 96)}
 CLASSES = tuple(str(d) for d in range(10))
 
 
 # --------------------------------------------------------------------------- data
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    import cv2
+def _bilinear_taps(n_src: int, n_dst: int):
+    """Source indices and float32 weights of each output sample along one axis."""
+    f = ((np.arange(n_dst, dtype=np.float64) + 0.5) * (n_src / n_dst) - 0.5).astype(np.float32)
+    s = np.floor(f).astype(np.int64)
+    f = f - s.astype(np.float32)
+    f[s < 0] = 0
+    s[s < 0] = 0
+    f[s >= n_src - 1] = 0
+    s[s >= n_src - 1] = n_src - 1
+    return s, np.minimum(s + 1, n_src - 1), (np.float32(1) - f).astype(np.float32), f
 
-    return cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+
+def resize_bilinear(img: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of a float image (H, W) or (H, W, C) to (size, size), float32.
+
+    Half-pixel centres, source position u = (x + 0.5) * (n_src / n_dst) - 0.5 with weights
+    rounded to float32 and clamped at the borders, rows first then columns: OpenCV's
+    ``cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)`` on float32 input
+    (which made the canvases the committed classifier was trained on) to within 2e-6,
+    without OpenCV as a dependency. Not antialiased: meant for enlarging.
+    """
+    img = np.asarray(img, dtype=np.float32)
+    if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
+        raise ValueError(f"img must be (H, W) or (H, W, C) with H, W >= 1, got shape {img.shape}")
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    h, w = img.shape[:2]
+    x0, x1, ax0, ax1 = _bilinear_taps(w, size)
+    y0, y1, ay0, ay1 = _bilinear_taps(h, size)
+    shape = (1, -1) + (1,) * (img.ndim - 2)
+    rows = img[:, x0] * ax0.reshape(shape) + img[:, x1] * ax1.reshape(shape)
+    shape = (-1,) + (1,) * (img.ndim - 1)
+    out = rows[y0] * ay0.reshape(shape) + rows[y1] * ay1.reshape(shape)
+    return out.astype(np.float32, copy=False)
 
 
 def make_canvases(digits: np.ndarray, labels: np.ndarray, n: int, seed: int = 0, size: int = CANVAS,
@@ -102,7 +128,7 @@ def make_canvases(digits: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,
             oy, ox = rng.integers(0, 28 - c + 1, 2)
             frag = src[oy:oy + c, ox:ox + c]
             s = int(round(c * rng.uniform(1.0, 1.5)))
-            frag = _resize(frag, s)
+            frag = resize_bilinear(frag, s)
             py, px = rng.integers(0, size - s + 1, 2)
             colour = rng.uniform(0.4, 1, 3).astype(np.float32)
             a = frag[..., None]
@@ -111,7 +137,7 @@ def make_canvases(digits: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,
         # the object
         i = int(rng.integers(len(digits)))
         s = int(rng.integers(lo, hi + 1))
-        d = _resize(digits[i].astype(np.float32) / 255.0, s)
+        d = resize_bilinear(digits[i].astype(np.float32) / 255.0, s)
         py, px = rng.integers(0, size - s + 1, 2)
         region = canvas[py:py + s, px:px + s]
         # a colour that stands out from the local background (distance >= 0.5 in RGB)
@@ -131,7 +157,8 @@ def make_canvases(digits: np.ndarray, labels: np.ndarray, n: int, seed: int = 0,
     return images, y, boxes
 
 
-def _to_tensor(images):
+def canvases_to_tensor(images):
+    """Canvases (N, H, W, 3) in [0, 1] as the classifier's normalised NCHW float32 input."""
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
@@ -140,84 +167,15 @@ def _to_tensor(images):
     return ((x - mean) / std).contiguous()
 
 
-# --------------------------------------------------------------------------- model
-
-def _conv_bn_relu(c_in, c_out, k=3, stride=1):
-    from torch import nn
-
-    return [nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-
-
-def localizer_net(num_classes: int = 10, widths=(32, 64, 96, 96)):
-    """The benchmark's classifier: a fully convolutional net with global max pooling.
-
-    conv5x5/2 - maxpool2 - conv3x3 - maxpool2 - conv3x3 - conv3x3 (BatchNorm + nn.ReLU
-    each) - conv1x1 to the class scores - max over positions. Any input size >= 16; the
-    class score S_c is the strongest response of the class's detector anywhere in the
-    image, so a single object at any position is found (a plain SimonyanNet with fully
-    connected layers did not leave chance level in the same CPU budget on these canvases).
-    """
-    import torch
-    from torch import nn
-
-    class _GlobalMaxPool(nn.Module):
-        def forward(self, x):
-            return torch.amax(x, dim=(2, 3))
-
-    w0, w1, w2, w3 = (int(w) for w in widths)
-    return nn.Sequential(
-        *_conv_bn_relu(3, w0, 5, 2), nn.MaxPool2d(2),
-        *_conv_bn_relu(w0, w1), nn.MaxPool2d(2),
-        *_conv_bn_relu(w1, w2), *_conv_bn_relu(w2, w3),
-        nn.Conv2d(w3, int(num_classes), 1), _GlobalMaxPool(),
-    )
-
-
-def load_localizer(path=None):
-    """The benchmark's classifier from its committed checkpoint.
-
-    Returns
-    -------
-    model : :func:`localizer_net` in eval mode, float32
-    meta : dict with ``classes``, ``mean``, ``std`` (normalisation of RGB in [0, 1]),
-        ``canvas`` (side), ``test_accuracy`` (on held-out canvases) and ``train``.
-    """
-    import torch
-
-    p = Path(path) if path is not None else CHECKPOINT
-    if not p.exists():
-        raise FileNotFoundError(f"checkpoint not found: {p} (train one with: hotops train localizer)")
-    ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    arch = dict(ckpt["arch"])
-    model = localizer_net(**arch)
-    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()})
-    model.eval()
-    meta = {k: ckpt[k] for k in ("classes", "mean", "std", "canvas", "test_accuracy", "train")}
-    meta["classes"] = tuple(meta["classes"])
-    return model, meta
-
-
 def _accuracy(model, images, y, batch=500) -> float:
     import torch
 
     correct = 0
     with torch.no_grad():
         for s in range(0, len(y), batch):
-            logits = model(_to_tensor(images[s:s + batch]))
+            logits = model(canvases_to_tensor(images[s:s + batch]))
             correct += int((logits.argmax(1).numpy() == y[s:s + batch]).sum())
     return correct / max(1, len(y))
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train-size", type=int, default=12000, help="canvases drawn per epoch (fresh each epoch)")
-    p.add_argument("--test-size", type=int, default=2000, help="held-out canvases for the recorded accuracy")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (one-cycle)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=CHECKPOINT, metavar="CKPT")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def run_training(args) -> int:
@@ -225,7 +183,7 @@ def run_training(args) -> int:
     import torch
     import torch.nn.functional as F
 
-    from .data import load_mnist
+    from hotops.data import load_mnist
 
     for name in ("epochs", "train_size", "test_size", "batch_size", "threads"):
         if getattr(args, name) < 1:
@@ -251,7 +209,7 @@ def run_training(args) -> int:
         running = 0.0
         for s in range(0, len(y), args.batch_size):
             idx = perm[s:s + args.batch_size]
-            xb, yb = _to_tensor(images[idx]), torch.from_numpy(y[idx])
+            xb, yb = canvases_to_tensor(images[idx]), torch.from_numpy(y[idx])
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -298,7 +256,7 @@ def box_iou(a, b) -> float:
 def threshold_box(saliency, quantile: float = 0.95):
     """Baseline without GraphCut: the box of the largest 8-connected component of the pixels
     above the ``quantile`` quantile of the saliency map."""
-    from .localization import largest_component_box, seed_masks
+    from hotops.localization import largest_component_box, seed_masks
 
     fg, _ = seed_masks(saliency, quantile, min(0.3, quantile / 2))
     return largest_component_box(fg)[1]
@@ -312,7 +270,7 @@ def centred_box(size: int, width: float, height: float):
 
 
 def _canvas_split(n: int, seed: int, split: str = "test"):
-    from .data import load_mnist
+    from hotops.data import load_mnist
 
     mnist = load_mnist()
     return make_canvases(mnist[f"x_{split}"], mnist[f"y_{split}"].astype(np.int64), n, seed=seed)
@@ -339,8 +297,8 @@ def evaluate_localization(model, images, y, boxes, *, method: str = "gradient", 
     IoU >= 0.5, "mean_iou": ...}``. Saliency maps are taken for the true class (the weakly
     supervised setting: the image label is known, the box is not).
     """
-    from .attribution import saliency
-    from .localization import localize_batch
+    from hotops.attribution import saliency
+    from hotops.localization import localize_batch
 
     n = len(y)
     if centre_size is None:
@@ -350,7 +308,7 @@ def evaluate_localization(model, images, y, boxes, *, method: str = "gradient", 
     import torch
 
     for s in range(0, n, batch):
-        x = _to_tensor(images[s:s + batch])
+        x = canvases_to_tensor(images[s:s + batch])
         with torch.no_grad():
             correct += int((model(x).argmax(1).numpy() == y[s:s + batch]).sum())
         sal[s:s + batch] = saliency(model, x, torch.from_numpy(y[s:s + batch]), method).numpy()
@@ -370,7 +328,7 @@ def evaluate_localization(model, images, y, boxes, *, method: str = "gradient", 
     return out
 
 
-def _md_table(res) -> str:
+def format_table(res) -> str:
     lines = ["| method | IoU >= 0.5 accuracy | mean IoU |", "| --- | --- | --- |"]
     for k, v in res.items():
         if isinstance(v, dict):
@@ -381,7 +339,7 @@ def _md_table(res) -> str:
 def run_evaluation(n: int = 1000, seed: int = 2, method: str = "gradient", path=None) -> dict:
     """The README table: ``n`` held-out canvases (MNIST test digits, generator seed ``seed``),
     the committed classifier, the centred box sized by the mean box of 2,000 training canvases."""
-    from .data import load_mnist
+    from hotops.data import load_mnist
 
     model, _meta = load_localizer(path)
     images, y, boxes = _canvas_split(n, seed)
@@ -389,101 +347,3 @@ def run_evaluation(n: int = 1000, seed: int = 2, method: str = "gradient", path=
     _, _, tr_boxes = make_canvases(mnist["x_train"], mnist["y_train"].astype(np.int64), 2000, seed=99)
     size = (float(np.mean(tr_boxes[:, 2] - tr_boxes[:, 0])), float(np.mean(tr_boxes[:, 3] - tr_boxes[:, 1])))
     return evaluate_localization(model, images, y, boxes, method=method, centre_size=size, hard_seed_row=True)
-
-
-# --------------------------------------------------------------------------- demo
-
-def demo_section(ctx) -> str:
-    """Saliency maps, GraphCut boxes and class models of the localisation benchmark's classifier.
-
-    Simonyan, Vedaldi & Zisserman (2013): Sec. 3.1 (saliency), Sec. 3.2 (GraphCut
-    localisation), Sec. 2 (class models). Uses the committed checkpoint and generated
-    canvases (digits drawn from scikit-learn's bundled 8x8 digits, so no data folder is needed).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-    from sklearn.datasets import load_digits
-
-    from .attribution import class_model, saliency
-    from .localization import localize_batch
-
-    ctx.step("localization: canvases")
-    model, meta = load_localizer()
-    dg = load_digits()
-    digits = np.clip(dg.images / 16.0 * 255.0, 0, 255).astype(np.uint8)
-    digits = np.stack([_resize(d.astype(np.float32), 28) for d in digits])
-    # contrast stretch: the upsampled 8x8 digits are blurry; MNIST strokes have sharp edges
-    digits = np.clip((digits - 80.0) * 2.5, 0, 255).astype(np.uint8)
-    n = 16 if ctx.quick else 200
-    images, y, boxes = make_canvases(digits, dg.target.astype(np.int64), n, seed=7)
-
-    ctx.step("localization: saliency and GraphCut")
-    t0 = time.perf_counter()
-    res = evaluate_localization(model, images, y, boxes, workers=2,
-                                centre_size=(float(np.mean(boxes[:, 2] - boxes[:, 0])),
-                                             float(np.mean(boxes[:, 3] - boxes[:, 1]))))
-    eval_s = time.perf_counter() - t0
-    show = 4
-    x = _to_tensor(images[:show])
-    sal_g = saliency(model, x, torch.from_numpy(y[:show]), "gradient").numpy()
-    sal_gb = saliency(model, x, torch.from_numpy(y[:show]), "guided").numpy()
-    locs = localize_batch(list(images[:show]), list(sal_g), workers=2)
-
-    ctx.step("localization: class models")
-    steps = 30 if ctx.quick else 200
-    cm = class_model(model, list(range(10)), steps=steps, lr=0.5, l2=1e-2, input_shape=(3, CANVAS, CANVAS),
-                     progress=False)
-    std = torch.tensor(meta["std"]).view(1, 3, 1, 1)
-    mean = torch.tensor(meta["mean"]).view(1, 3, 1, 1)
-    cm_rgb = (cm * std + mean).permute(0, 2, 3, 1).numpy()
-
-    ctx.step("localization: figure")
-    fig, axes = plt.subplots(show + 1, 5, figsize=(11, 2.3 * (show + 1)), squeeze=False)
-    for r in range(show):
-        x0, y0, x1, y1 = boxes[r]
-        gx0, gy0, gx1, gy1 = locs[r][1]
-        ax = axes[r]
-        ax[0].imshow(images[r])
-        ax[0].add_patch(plt.Rectangle((x0 - .5, y0 - .5), x1 - x0, y1 - y0, fill=False, color="lime", lw=1.5))
-        ax[0].set_title(f"digit {y[r]} (true box)", fontsize=9)
-        for a, m, t in ((ax[1], sal_g[r], "gradient saliency"), (ax[2], sal_gb[r], "guided saliency")):
-            a.imshow(m / (np.percentile(m, 99.5) or 1.0), cmap="gray", vmin=0, vmax=1)
-            a.set_title(t, fontsize=9)
-        ax[3].imshow(locs[r][0], cmap="gray")
-        ax[3].set_title("GraphCut mask (largest comp.)", fontsize=9)
-        ax[4].imshow(images[r])
-        ax[4].add_patch(plt.Rectangle((gx0 - .5, gy0 - .5), gx1 - gx0, gy1 - gy0, fill=False, color="red", lw=1.5))
-        ax[4].set_title(f"box IoU {box_iou(locs[r][1], tuple(boxes[r])):.2f}", fontsize=9)
-    for c in range(5):
-        img = cm_rgb[c * 2]
-        lo, hi = np.percentile(img, [1, 99])
-        axes[show, c].imshow(np.clip((img - lo) / max(hi - lo, 1e-8), 0, 1))
-        axes[show, c].set_title(f"class model '{c * 2}'", fontsize=9)
-    for a in axes.flat:
-        a.set_xticks([])
-        a.set_yticks([])
-    fig.tight_layout()
-    path = ctx.figure_path("localization.png")
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return "\n\n".join([
-        "Simonyan, Vedaldi & Zisserman (2013), Sec. 3.2: saliency seeds (above the 95% / below "
-        "the 30% quantile) fit foreground/background GMM colour models, a GraphCut segments "
-        "the image, the largest connected component gives the box. Network: the committed "
-        f"localisation-benchmark classifier ({100 * meta['test_accuracy']:.1f}% on held-out MNIST "
-        "canvases); here on canvases made from scikit-learn's 8x8 digits (upsampled and "
-        f"contrast-stretched: a different digit style), {n} canvases, {eval_s:.1f} s; class models: {steps} gradient-ascent steps "
-        "from the zero image, all 10 classes in one batch.",
-        f"![saliency, GraphCut and class models]({path.name})",
-        f"Classification accuracy on these canvases: {100 * res['classification_accuracy']:.1f}%.",
-        _md_table(res),
-    ])
-
-
-if __name__ == "__main__":  # python -m hotops.loc_bench [training options]
-    _p = argparse.ArgumentParser(prog="python -m hotops.loc_bench")
-    add_train_arguments(_p)
-    raise SystemExit(run_training(_p.parse_args()))
