@@ -56,3 +56,21 @@ def check_axes(axes, ndim: int, what: str = "an array") -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise ValueError(f"axes must not repeat an axis, got {axes!r}")
     return tuple(out)
+
+
+def check_int(name: str, value, *, min=None, max=None) -> int:
+    """``value`` as an int within [min, max] (either bound optional).
+
+    ``TypeError`` for anything that is not an integer (bool included, and floats even when
+    integral), ``ValueError`` outside the bounds; both messages name the argument and value.
+    """
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if min is not None and value < min:
+        raise ValueError(f"{name} must be >= {min}, got {value}")
+    if max is not None and value > max:
+        raise ValueError(f"{name} must be <= {max}, got {value}")
+    return value
