@@ -50,6 +50,21 @@ def test_recorded_accuracy_is_reproducible(tmp_path):
     assert abs(acc - meta["test_accuracy"]) < 0.003
 
 
+@pytest.mark.skipif(not data_available("cifar10_jpeg.npz"), reason="shared data folder not found")
+def test_train_small_cifar_smoke(tmp_path, capsys):
+    """``hotops train small-cifar`` on a few images writes a loadable checkpoint."""
+    from hotops.cli import main
+    from hotops.models import load_small_cifar
+
+    out = tmp_path / "s.pt"
+    assert main(["train", "small-cifar", "--limit", "128", "--batch-size", "64", "--epochs", "1",
+                 "--threads", "1", "--out", str(out)]) == 0
+    model, meta = load_small_cifar(path=out)
+    assert len(meta["classes"]) == 10 and 0.0 <= meta["test_accuracy"] <= 1.0
+    assert main(["train", "small-cifar", "--epochs", "0"]) == 2
+    assert "--epochs must be >= 1" in capsys.readouterr().err
+
+
 def test_demo_cli_quick(tmp_path, monkeypatch, capsys):
     """``hotops demo --quick`` runs without the shared data and writes the report + figure."""
     from hotops.cli import main

@@ -33,7 +33,9 @@ def test_bad_options(argv, match):
 
 
 def test_schedule():
-    assert [rt.lr_at(0.1, p) for p in (0.0, 0.49, 0.5, 0.74, 0.75, 1.0)] == pytest.approx(
+    from hotops.apps.schedule import lr_at
+
+    assert [lr_at(0.1, p, "step", rt.STEP_MILESTONES) for p in (0.0, 0.49, 0.5, 0.74, 0.75, 1.0)] == pytest.approx(
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 

@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 
 from hotops.models import VDSR  # noqa: E402
 from hotops.models.vdsr import CHECKPOINT  # noqa: E402
-from hotops.apps.sr import build_patch_pool, degrade, evaluate, lr_at, modcrop, train  # noqa: E402
+from hotops.apps.schedule import lr_at  # noqa: E402
+from hotops.apps.sr import STEP_MILESTONES, build_patch_pool, degrade, evaluate, modcrop, train  # noqa: E402
 
 
 def _crop_y(size=96, scale=3):
@@ -109,14 +110,15 @@ def test_upscale_y_bad_input():
 
 
 def test_lr_schedule_steps_every_quarter():
-    assert [lr_at(i, 100) for i in (0, 24, 25, 49, 50, 75, 99)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 1e-3, 1e-4, 1e-4])
+    assert [lr_at(0.1, i / 100, "step", STEP_MILESTONES) for i in (0, 24, 25, 49, 50, 75, 99)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-4, 1e-4])
 
 
 def test_cosine_schedule_and_bad_schedule():
-    assert [lr_at(i, 100, 1e-4, "cosine") for i in (0, 50, 100)] == pytest.approx([1e-4, 5e-5, 0.0], abs=1e-12)
-    assert lr_at(25, 100, 1.0, "cosine") == pytest.approx(0.5 * (1 + np.cos(np.pi / 4)))
+    assert [lr_at(1e-4, i / 100, "cosine") for i in (0, 50, 100)] == pytest.approx([1e-4, 5e-5, 0.0], abs=1e-12)
+    assert lr_at(1.0, 0.25, "cosine") == pytest.approx(0.5 * (1 + np.cos(np.pi / 4)))
     with pytest.raises(ValueError, match="schedule"):
-        lr_at(0, 10, 0.1, "linear")
+        lr_at(0.1, 0.0, "linear")
 
 
 def test_adam_cosine_steps_reduce_the_loss_and_bad_optimizer():

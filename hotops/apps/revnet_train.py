@@ -27,7 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .schedule import lr_at
+
 ARCHS = ("revnet38", "revnet110", "revnet164", "resnet32", "resnet110", "resnet164")
+#: revnet-public: 0.1 -> 0.01 at 40k -> 0.001 at 60k of 80k steps
+STEP_MILESTONES = (0.5, 0.75)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -81,11 +85,6 @@ def _augment(x, rng: np.random.Generator):
         crop = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
         out[i] = crop.flip(-1) if flip[i] else crop
     return out
-
-
-def lr_at(base: float, progress: float) -> float:
-    """0.1 -> 0.01 at 50% -> 0.001 at 75% of training (revnet-public: 40k/60k of 80k steps)."""
-    return base * (1.0 if progress < 0.5 else 0.1 if progress < 0.75 else 0.01)
 
 
 def evaluate(model, x, y, batch: int = 500) -> float:
@@ -213,7 +212,7 @@ def run_training(args) -> dict:
             if done(now):
                 break
             for g in opt.param_groups:
-                g["lr"] = lr_at(args.lr, progress_of(now))
+                g["lr"] = lr_at(args.lr, progress_of(now), "step", STEP_MILESTONES)
             idx = perm[i:i + args.batch]
             xb, yb = _augment(xtr[idx], rng), ytr[idx]
             logits = model(xb)

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .schedule import SCHEDULES, lr_at
+
 __all__ = [
     "PATCH",
     "degrade",
@@ -40,7 +42,6 @@ __all__ = [
     "evaluate",
     "format_table",
     "build_patch_pool",
-    "lr_at",
     "train",
     "upscale_image",
     "check_scale",
@@ -256,23 +257,8 @@ def build_patch_pool(images, scales=(2, 3, 4), max_patches: int | None = 24000, 
 
 # --------------------------------------------------------------------------- training
 
-SCHEDULES = ("step", "cosine")
-
-
-def lr_at(iteration: int, total: int, base_lr: float = 0.1, schedule: str = "step") -> float:
-    """The learning rate at ``iteration`` of ``total``.
-
-    'step' (the paper's, Sec. 4.1): ``base_lr`` divided by 10 every quarter of ``total``.
-    'cosine': ``base_lr * (1 + cos(pi * iteration / total)) / 2`` (Loshchilov & Hutter,
-    ICLR 2017, without restarts), which keeps a useful rate for most of a short run.
-    """
-    if total < 1:
-        raise ValueError(f"total must be >= 1, got {total}")
-    if schedule == "step":
-        return base_lr * 0.1 ** min(3, (4 * iteration) // total)
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(iteration, total) / total))
-    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+#: the paper's: lr / 10 every 20 of 80 epochs
+STEP_MILESTONES = (0.25, 0.5, 0.75)
 
 
 def _augment(x, y, rng):
@@ -345,7 +331,7 @@ def train(model, lr_pool, hr_pool, iterations: int | None = None, batch: int = 6
     optimizer : 'sgd' (the paper's: momentum, weight decay) or 'adamw' (Adam, Kingma & Ba 2015,
         with the weight decay decoupled, Loshchilov & Hutter 2019); the adjustable clipping
         applies to both (with Adam's small lr its bound theta/lr rarely bites).
-    schedule : 'step' (the paper's) or 'cosine'; see :func:`lr_at`.
+    schedule : 'step' (the paper's) or 'cosine'; see :func:`hotops.apps.schedule.lr_at`.
 
     Returns
     -------
@@ -444,7 +430,7 @@ def train(model, lr_pool, hr_pool, iterations: int | None = None, batch: int = 6
                 log(f"budget {budget:.0f} s, {per_it:.2f} s/it -> {total} iterations")
         if it - start_it == 1:
             probe_t = time.perf_counter()
-        lr = lr_at(it, total if total is not None else 10**9, base_lr, schedule)
+        lr = lr_at(base_lr, it / total if total is not None else 0.0, schedule, STEP_MILESTONES)
         for g in optimizer.param_groups:
             g["lr"] = lr
         idx = torch.from_numpy(rng.integers(0, len(lr_t), size=batch)).to(device)
