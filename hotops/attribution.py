@@ -11,6 +11,8 @@ also depends on the other classes' scores (Sec. 2).
 """
 from __future__ import annotations
 
+from hotops.kernels._validate import check_int
+
 __all__ = ["saliency", "class_model", "SALIENCY_METHODS"]
 
 SALIENCY_METHODS = ("gradient", "deconvnet", "guided")
@@ -133,11 +135,11 @@ def saliency(model, x, target, method: str = "gradient", *, batching: str = "vma
     independent within the batch (BatchNorm in eval mode). With an (N, T) target the T
     backward passes are one batched backward, not a Python loop: the grad_outputs are
     one-hot (N, classes) selectors, so entry (n, t) is the gradient of S_{target[n, t]}
-    at image n alone. ``'vmap'`` is the default: on a quiet 2-core CPU (16 images
-    3x224x224, 10 targets, a 3-conv net, 2 threads; ``bench/test_saliency.py``) it took
-    444 ms against 1140 ms for ``'replicate'`` (T forwards, T times the activation memory)
-    and 582 ms for Captum's ``Saliency`` once per target (1.31x); ``'loop'`` took 322 ms
-    (1.80x Captum), the fastest there.
+    at image n alone. ``'vmap'`` (the default) runs the T backward passes as one vmapped
+    backward; ``'loop'`` runs them one after the other on the retained graph (less memory);
+    ``'replicate'`` repeats the batch T times (T forwards, T times the activation memory).
+    ``hotops/bench/test_saliency.py`` times the three against Captum's ``Saliency`` called
+    once per target.
     """
     import torch
 
@@ -223,8 +225,7 @@ def class_model(model, target, *, steps: int = 200, lr: float = 1.0, l2: float =
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__qualname__}")
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps}")
+    steps = check_int("steps", steps, min=1)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     if not l2 >= 0:

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from hotops.kernels._validate import check_int
+
 __all__ = ["localize", "localize_batch", "fit_gmm", "graphcut_mask", "seed_masks", "pairwise_weights", "largest_component_box"]
 
 #: The four directions (dy, dx) of the 8-neighbourhood whose edges are added (each edge once,
@@ -165,9 +167,8 @@ def fit_gmm(samples, n_components: int = 5, *, max_iter: int = 30, tol: float = 
     Notes
     -----
     Written for the colour models of :func:`localize` (a few thousand samples, K = 5,
-    D <= 3): scikit-learn's ``GaussianMixture`` gives the same kind of fit but measured
-    0.6-1.0 s per fit of 4,000 RGB samples on this project's 2-core CI machine under load,
-    this EM a few milliseconds.
+    D <= 3): scikit-learn's ``GaussianMixture`` gives the same kind of fit with far more
+    per-call overhead, which dominates at these sizes.
     """
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 1:
@@ -341,8 +342,7 @@ def localize(image, saliency, fg_quantile: float = 0.95, bg_quantile: float = 0.
     sal = _to_numpy(saliency, "saliency")
     if sal.shape != img.shape[:2]:
         raise ValueError(f"saliency must have the image's shape {img.shape[:2]}, got {sal.shape}")
-    if isinstance(n_components, bool) or int(n_components) != n_components or n_components < 1:
-        raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+    n_components = check_int("n_components", n_components, min=1)
     if not (isinstance(gamma, (int, float, np.floating)) and math.isfinite(gamma) and gamma > 0):
         raise ValueError(f"gamma must be a positive finite number, got {gamma!r}")
     fg, bg = seed_masks(sal, fg_quantile, bg_quantile)
@@ -409,8 +409,7 @@ def localize_batch(images, saliencies, *, workers: int | None = None, **kwargs):
             workers = len(os.sched_getaffinity(0))
         except AttributeError:
             workers = os.cpu_count() or 1
-    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    workers = check_int("workers", workers, min=1)
     if n == 0:
         return []
 

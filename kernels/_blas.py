@@ -5,8 +5,7 @@ Several CPU kernels (NMF's dense updates, the fused small-image DCT/FFT of
 small product per task. Numba compiles those calls to scipy's cython BLAS, i.e. the same
 OpenBLAS that numpy and scipy load, whose own thread pool would then start threads from
 every task: on a 2-core machine OpenBLAS' spin-waiting workers and Numba's workers take the
-cores from each other (measured here: IHT on 1024 MNIST-sized images, 10 iterations,
-204 -> 146 ms with one BLAS thread). :func:`single_threaded_blas` limits the BLAS libraries to one thread for the
+cores from each other. :func:`single_threaded_blas` limits the BLAS libraries to one thread for the
 duration of such a call and restores the previous limits afterwards.
 
 The limit is process-wide (BLAS has no per-thread setting): while it is held, BLAS calls

@@ -2,9 +2,8 @@
 
 Numba's loop vectoriser handles long contiguous loops well, but the inner loops of products
 with a short dimension (NMF's rank r = 8, say) come out scalar, and BLAS spends most of its
-time in call overhead at those sizes (measured here: a 64 x 64 by 64 x 8 dgemm through
-``np.dot`` from Numba, 2.4 us, 27 GFLOP/s; the same product written with these vectors,
-eight 8-lane accumulators in registers, 1.4 us). This module gives Numba code a value type
+time in call overhead at those sizes (a 64 x 64 by 64 x 8 product is a few microseconds,
+most of it the call). This module gives Numba code a value type
 ``Vec8`` (an LLVM ``<8 x T>`` for T = float32 or float64) and the handful of operations the
 kernels need: load / store eight consecutive elements of an array, broadcast a scalar or an
 array element to all lanes, fused multiply-add, elementwise arithmetic and selects, and a

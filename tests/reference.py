@@ -317,7 +317,7 @@ def iht_dense(y, k, t, n_iter):
     return x, e
 
 
-# --- NMF (issue 3): plain numpy multiplicative updates, float64 --------------------------
+# --- NMF: plain numpy multiplicative updates, float64 --------------------------
 
 NMF_EPSILON = float(np.finfo(np.float32).eps)
 
@@ -396,7 +396,7 @@ def nmf_divergence(V, W, H, beta=2.0, mask=None) -> float:
         return float(np.where(M > 0, M * d, 0.0).sum())  # entries with weight 0 do not count
 
 
-# ============================================================================ issue 5: saliency,
+# ============================================================================ saliency,
 # ReLU rules, GMM log-likelihood, GraphCut energy (Simonyan et al. 2013)
 
 def gmm_log_likelihood(x, weights, means, covariances) -> np.ndarray:

@@ -149,8 +149,9 @@ def random_pixel_attack(x: np.ndarray, t: int, seed: int = 0) -> np.ndarray:
 
     An L0 attack of exactly t pixels, blind to the model. x: (N, H, W) in [0, 1]; returns a copy.
     """
-    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
-        raise ValueError(f"t must be an integer >= 0, got {t!r}")
+    from hotops.kernels._validate import check_int
+
+    t = check_int("t", t, min=0)
     x = np.array(x, dtype=np.float32, copy=True)
     n, h, w = x.shape
     if t > h * w:

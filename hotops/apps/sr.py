@@ -13,12 +13,10 @@
   of the schedule (the paper's every 20 of 80 epochs), adjustable gradient clipping
   (Sec. 3.1, gradients clipped to [-theta/lr, theta/lr]), loss 1/2 ||r - f(x)||^2 (Eq. 5)
   averaged over the batch, augmentation by rotation and flips (Sec. 4.1). For short CPU
-  budgets, ``optimizer='adamw'`` with a cosine schedule (not the paper's): measured on this
-  project's 2-core CPU, 150 steps of batch 16 from the same init moved Set5 by
-  -0.01 / +0.15 / +0.17 dB (x2 / x3 / x4) with the paper's SGD at lr 0.1 and by
-  +0.14 / +0.36 / +0.27 dB with Adam at lr 1e-4 (Adam at 1e-3 killed the residual branch;
-  SGD with the loss summed over the patch, as caffe-vdsr, diverged even at lr 1e-3). Adam's
-  coupled L2 weight decay then shrank the hidden kernels 4x by step 850, hence AdamW.
+  budgets, ``optimizer='adamw'`` with a cosine schedule (not the paper's): in short runs
+  from the same init the paper's SGD at lr 0.1 barely moves the PSNR where Adam at lr 1e-4
+  learns, and Adam's coupled L2 weight decay shrinks the deep layers' kernels (their
+  gradients are tiny next to it), hence the decoupled AdamW (docs/vdsr.md has the runs).
 
 ``hotops train vdsr`` runs :func:`run_training`; :func:`upscale_image` is ``hotops upscale``.
 """

@@ -17,20 +17,19 @@ CPU, a 512x512 RGB float32 image in [0, 1) at x1/2, x1/3, x1/4 and x2:
 * ``torch`` (baseline): ``F.interpolate(t, size=..., mode='bicubic', antialias=True,
   align_corners=False)`` on the (1, 3, H, W) tensor. Given MATLAB's output size, torch
   samples at in/out rather than at the requested scale (x1/3: 512/171), and clamps borders;
-* ``numpy_reference`` (baseline): ``tests/reference.py``'s ``imresize_matlab``, the "slow
-  numpy reference of the same algorithm" that the issue names (under Tests) and that the
-  test-suite checks hotops against: MATLAB's ``contributions`` per call, then one output
-  row and one tap at a time as whole-row numpy operations, in float64 (its result is
-  float64). The issue's target "at least 20x faster than the numpy reference" is measured
-  against this row (column ``numpy_reference / impl``). Skipped, with a reason, when the
-  checkout's ``tests/`` folder is not there;
+* ``numpy_reference`` (baseline): ``tests/reference.py``'s ``imresize_matlab``, the slow
+  numpy reference of the same algorithm that the test suite checks hotops against:
+  MATLAB's ``contributions`` per call, then one output row and one tap at a time as
+  whole-row numpy operations, in float64 (its result is float64); column
+  ``numpy_reference / impl``. Skipped, with a reason, outside a source checkout (no
+  ``tests/`` folder);
 * ``numpy`` (baseline, the stricter one): the same MATLAB algorithm written as plain
   *vectorised* numpy for this benchmark (``imresize_numpy`` below): per-axis
   (taps x outputs) index and weight tables, cached like hotops' own, then one ``np.take``
   gather and multiply-add per tap over the whole image, in float32 (the fastest of the
   plain variants tried: moveaxis + fancy indexing and preallocated ``out=`` buffers were
-  slower). About 2-3x faster than ``numpy_reference``, so ``numpy / impl`` is the
-  harder ratio; both are shown.
+  slower). Faster than ``numpy_reference``, so ``numpy / impl`` is the harder ratio; both
+  are shown.
 
 Every row's ``extra_info["max_abs_diff_vs_matlab"]`` is its max |difference| from the
 MATLAB-exact result: hotops' float64 resize of the same pixels, which matches MATLAB's

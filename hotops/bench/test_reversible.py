@@ -3,8 +3,7 @@
 Questions, one group each, all implementations on the SAME F/G modules and inputs:
 
 * ``coupling 18 blocks``: a stage of 18 additive coupling blocks (F, G = BN-ReLU-conv3x3,
-  32 channels per half, no bias), batch 32, 32x32 -- the setup of the NOTES measurement
-  (stored 255 ms, revlib 1.47x, memcnn 1.96x on this machine). Rows: ``hotops``
+  32 channels per half, no bias), batch 32, 32x32. Rows: ``hotops``
   (ReversibleSequence), ``stored`` (baseline: plain autograd storing activations),
   ``torch_checkpoint`` (torch.utils.checkpoint, one segment per block), ``memcnn``
   (InvertibleModuleWrapper(AdditiveCoupling), keep_input=False) and ``revlib``

@@ -6,7 +6,7 @@ Groups (the baseline in the same group, on the same inputs):
   (N, 10) targets in one batched pass (``batching='vmap'``, the default: one forward and
   one vmapped backward; and ``'replicate'``: the batch repeated ten times through one forward
   and one backward), and with ``'loop'`` (one forward, ten backward passes), against Captum's ``Saliency(net).attribute(x, target=t, abs=True).amax(1)``
-  called once per target (Captum takes one target per example per call, its issue 612).
+  called once per target (Captum takes one target per example per call).
   The issue's size is 64 images; on the CPU this suite uses 16 (64 x 10 targets takes
   ~5 s per call here and ~8 calls per row; the ratio, not the size, is the question).
   CUDA: 256 images (the gpu_check size).

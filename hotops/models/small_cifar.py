@@ -7,7 +7,7 @@ larger photos (the demo feeds it 128x128 scikit-image samples and takes saliency
 through it, Simonyan et al. 2013).
 
 The committed checkpoint ``hotops/checkpoints/small_cifar.pt`` was trained with
-``python -m hotops.train_small`` on this project's shared CIFAR-10 copy; it stores the
+``hotops train small-cifar`` on this project's shared CIFAR-10 copy; it stores the
 weights in float16 (cast back to float32 on load), the class names, the input
 normalisation, the measured test accuracy and how it was trained.
 """

@@ -7,10 +7,10 @@ or the first NaN channel), so autograd keeps no int index tensor alive between p
 
 Memory: one pass over g, no temporary |g| array. For contiguous g the task for one image
 chunk walks the C channel planes in order, updating a cache-resident running maximum, so
-each byte of g is read once, sequentially. Two details make the inner loops vectorise,
-both measured: the select is written with bitwise ``|`` (no branch), and every loop runs
-over a slice from index 0, so numba can drop its negative-index wraparound check (with
-``range(lo, hi)`` on the full array the same loop ran 6x slower, single-threaded).
+each byte of g is read once, sequentially. Two details make the inner loops vectorise:
+the select is written with bitwise ``|`` (no branch), and every loop runs over a slice
+from index 0, so numba can drop its negative-index wraparound check (a loop over
+``range(lo, hi)`` of the full array keeps it, and stays scalar).
 Strided g (channels-last, slices) goes through generic kernels that index with strides
 instead of copying.
 
@@ -59,7 +59,7 @@ def _forward_contig(g, out, chunk):
     for task in prange(n_img * n_chunks):
         n, lo, hi = _task_span(task, n_chunks, chunk, n_pix)
         # Slices, then loops from 0: numba then knows the index is non-negative, drops the
-        # negative-index wraparound select, and LLVM vectorises (6x measured, see module doc).
+        # negative-index wraparound select, and LLVM vectorises (see the module docstring).
         o = out[n, lo:hi]
         g0 = g[n, 0, lo:hi]
         for p in range(o.shape[0]):

@@ -4,11 +4,9 @@ CPU (see ``cpu.py``): a pass computes tiles of ``CPU_TILE_ROWS`` output rows by
 ``CPU_TILE_INNER`` contiguous elements (rounded down to whole pixels), one row at a time
 in a float64 row that stays in L1, rounded into a staging tile of the output dtype when the
 pass writes transposed (32 x 768 float32 = 96 KiB, in L2). The tile rows are also the run
-length of the transposed store. Measured on 512 x 512 x 3 float32 (2 threads, same
-process): 32 x 768 against the former 64 x 256, x1/2 0.71 vs 0.89 ms, x1/3 1.11 vs 1.31,
-x1/4 0.63 vs 0.77, x2 4.8 vs 5.3 (64 x 768 was best at x2, 4.4, and 0.76 at x1/2). Each
-pass splits its tiles into ``CPU_TASKS_PER_THREAD`` tasks per Numba thread (a few per thread
-so uneven tiles balance; 2 and 8 measured the same as 4); each task owns one float64 row
+length of the transposed store: short tiles keep the staging tile in L2, long rows keep
+the stores contiguous. Each pass splits its tiles into ``CPU_TASKS_PER_THREAD`` tasks per
+Numba thread (a few per thread so uneven tiles balance); each task owns one float64 row
 and one staging tile, kept per thread across calls (``cpu._buffer``).
 ``CPU_TRANSPOSE_BLOCK``: pixel block of the transposing copy that starts a width-first resize.
 ``CPU_WORKSPACE_MAX_BYTES``: intermediates and scratch tiles up to this size are kept per

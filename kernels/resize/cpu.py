@@ -139,11 +139,10 @@ def _accumulate(src, idx, w, row, dest, a, i, q0, m):
     # and stores of the accumulator row (and of the loop overhead).
     # When one group holds every tap (1-4 or 8 taps: x2 and x1/2, say), it writes dest (in
     # dest's dtype: the float64 sum rounded once, as stored) and this returns True; else the
-    # sum is left in the float64 row and this returns False. (Rounding the last of several
-    # groups straight into dest too measured at most 4% faster at x1/3 and x1/4: not kept.)
+    # sum is left in the float64 row and this returns False.
     # A group updates its row in place (row[q] = row[q] + ...): with separate source and destination
     # arrays that are the same memory, LLVM's runtime alias check fails and the loop runs
-    # scalar (measured 35% slower).
+    # scalar.
     taps = idx.shape[1]
     if taps == 8:
         _taps8(src, idx, w, dest, a, i, 0, q0, m, True)
@@ -320,9 +319,8 @@ def _buffer(slot: str, shape, dtype: np.dtype) -> np.ndarray:
 
     Fresh ``np.empty`` intermediates cost more than the resize itself at 512 x 512: glibc
     hands big blocks back to the kernel when they are freed (mmap, or a trimmed heap), so
-    every call page-faults its way through megabytes of new memory again (measured: ~1,100
-    minor faults, ~2 ms, per x1/2 call of a 512 x 512 x 3 float32 image, against a 1.1 ms
-    resize). Each thread keeps one growing buffer per slot instead (threads never share
+    every call page-faults its way through megabytes of new memory again, which costs more
+    than the resize. Each thread keeps one growing buffer per slot instead (threads never share
     one, so concurrent calls stay safe); buffers above ``config.CPU_WORKSPACE_MAX_BYTES``
     are allocated per call and not kept, so a single huge batch does not pin its memory.
     """

@@ -20,6 +20,8 @@ import numbers
 import numpy as np
 from scipy import ndimage
 
+from .._validate import check_int
+
 __all__ = ["psnr", "ssim", "gaussian_window"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
@@ -47,9 +49,7 @@ def _check_pair(a, b, shave, data_range):
             raise ValueError(f"{name} must have 2 or 3 dimensions ((H, W) or (H, W, C)), got shape {x.shape}")
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
-    if not isinstance(shave, numbers.Integral) or isinstance(shave, bool) or shave < 0:
-        raise ValueError(f"shave must be a non-negative integer, got {shave!r}")
-    shave = int(shave)
+    shave = check_int("shave", shave, min=0)
     h, w = a.shape[:2]
     if h - 2 * shave < 1 or w - 2 * shave < 1:
         raise ValueError(f"shave={shave} leaves nothing of a {h} x {w} image")
