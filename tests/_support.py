@@ -61,3 +61,26 @@ def needs_data(*parts: str):
         data_path(*parts) is None,
         reason=f"{where} not found in the data folder (set HOTOPS_DATA or put it at ../shared/data)",
     )
+
+
+#: The one tolerance table of the test suite: (rtol, atol) per dtype for comparing a kernel
+#: with an independent float64 reference of the same algorithm, for values of order 1. An
+#: op whose arithmetic grows the rounding error (long reductions, iterations) passes a
+#: ``scale``, and values of another order their ``magnitude`` (atol grows with it), to
+#: :func:`tol`, so the slack a test takes is written where it is taken.
+TOLERANCES = {
+    "float16": (1e-3, 1e-4),
+    "bfloat16": (8e-3, 1e-3),
+    "float32": (2e-6, 1e-6),
+    "float64": (1e-12, 1e-12),
+}
+
+
+def tol(dtype, scale: float = 1.0, magnitude: float = 1.0) -> dict:
+    """``dict(rtol=..., atol=...)`` for ``dtype`` (numpy or torch): the table's entry times
+    ``scale``, atol also times ``magnitude``."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in TOLERANCES:
+        name = np.dtype(dtype).name
+    rtol, atol = TOLERANCES[name]
+    return {"rtol": rtol * scale, "atol": atol * scale * magnitude}

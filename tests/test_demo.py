@@ -86,6 +86,19 @@ def test_demo_cli_quick(tmp_path, monkeypatch, capsys):
     assert "report:" in capsys.readouterr().out
 
 
+def test_demo_needs_no_opencv(tmp_path, monkeypatch):
+    """OpenCV is an extra (the GrabCut baseline of the benchmarks), not a dependency: the
+    localisation section, which draws the benchmark's canvases, runs without it."""
+    import sys
+
+    from hotops.demo import run_demo
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` raises ImportError
+    monkeypatch.setenv("HOTOPS_DATA", str(tmp_path / "no-data-here"))
+    res = run_demo(tmp_path / "d", quick=True, sections=["localization"], progress=False)
+    assert (tmp_path / "d" / "localization.png").exists() and res["sections"] == ["localization"]
+
+
 def test_demo_unknown_section(tmp_path):
     from hotops.demo import run_demo
 
