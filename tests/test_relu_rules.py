@@ -95,12 +95,48 @@ def test_restored_after_exception():
 
 
 def test_nesting_restores_outer():
-    net = _mixed_net()
+    net, x = _mixed_net(), torch.randn(4, 6, dtype=torch.float64)
+
+    def grad_here():
+        xg = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(xg).sum(), xg)
+        return g
+
+    deconv, guided = _input_grad(net, x, "deconvnet"), _input_grad(net, x, "guided")
+    assert not torch.equal(deconv, guided)
     with relu_rule(net, "deconvnet"):
-        outer = F.relu
+        torch.testing.assert_close(grad_here(), deconv, rtol=0, atol=0)
         with relu_rule(net, "guided"):
-            assert F.relu is not outer
-        assert F.relu is outer
+            torch.testing.assert_close(grad_here(), guided, rtol=0, atol=0)
+        torch.testing.assert_close(grad_here(), deconv, rtol=0, atol=0)
+    assert F.relu is torch.nn.functional.relu and "forward" not in net.r.__dict__
+    torch.testing.assert_close(grad_here(), _input_grad(net, x, "gradient"), rtol=0, atol=0)
+
+
+def test_rules_are_scoped_to_their_thread():
+    """Threads running the same model under different rules, at the same time, each get
+    their own rule (a process-wide patch would hand one thread's rule to the other)."""
+    import threading
+
+    net, x = _mixed_net(), torch.randn(4, 6, dtype=torch.float64)
+    want = {rule: _input_grad(net, x, rule) for rule in ("gradient", "deconvnet", "guided")}
+    assert not torch.equal(want["gradient"], want["guided"])
+    barrier = threading.Barrier(3)
+    wrong = []
+
+    def worker(rule):
+        barrier.wait()
+        for _ in range(60):
+            got = _input_grad(net, x, rule)
+            if not torch.equal(got, want[rule]):
+                wrong.append(rule)
+
+    threads = [threading.Thread(target=worker, args=(r,)) for r in want]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
     assert F.relu is torch.nn.functional.relu and "forward" not in net.r.__dict__
 
 
