@@ -3,7 +3,7 @@
 The device tool carries at most 64 MiB of working tree, and ``train291`` as RGB PNGs is
 about 60 MB. VDSR trains on the luminance only (Kim et al. 2016, Sec. 4.1), so this writes
 the 8-bit Y channel of every training image (MATLAB's ``rgb2ycbcr`` of the 8-bit RGB, the
-same Y that ``hotops.sr.build_patch_pool`` computes) as grayscale PNGs (about a third of
+same Y that ``hotops.apps.sr.build_patch_pool`` computes) as grayscale PNGs (about a third of
 the size), and copies Set5 and Set14 unchanged, into a folder laid out like the data
 folder::
 

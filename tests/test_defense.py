@@ -1,4 +1,4 @@
-"""hotops.defense: choice of k, the L0 attacks, the committed checkpoints, the CLI trainer."""
+"""hotops.apps.defense: choice of k, the L0 attacks, the committed checkpoints, the CLI trainer."""
 from __future__ import annotations
 
 import numpy as np

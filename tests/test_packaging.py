@@ -46,11 +46,27 @@ def _source_modules():
     return names
 
 
+def _clean_copy(dest: pathlib.Path) -> pathlib.Path:
+    """The checkout's files (tracked and untracked-but-not-ignored) copied to ``dest``: a
+    wheel built there holds nothing from an earlier build's ``build/`` folder."""
+    import shutil
+
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    src = _clean_copy(tmp_path_factory.mktemp("src"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
         check=True,
         capture_output=True,
     )
@@ -61,8 +77,11 @@ def wheel(tmp_path_factory):
 @pytest.mark.slow
 def test_wheel_contains_every_module(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    missing = sorted(_source_modules() - names)
+    modules = _source_modules()
+    missing = sorted(modules - names)
     assert not missing, f"modules missing from the wheel: {missing}"
+    extra = sorted(n for n in names if n.endswith(".py") and n not in modules)
+    assert not extra, f"modules in the wheel that the source tree does not have: {extra}"
     for needed in ("hotops/bench/pytest.ini", "hotops/bench/conftest.py", "hotops/py.typed"):
         assert needed in names, needed
     for ckpt in (ROOT / "hotops" / "checkpoints").glob("*.pt"):

@@ -1,4 +1,4 @@
-"""Shared set-up for hotops' pytest-benchmark suites (``pytest bench``).
+"""Shared set-up for hotops' pytest-benchmark suites (``hotops bench``).
 
 What every benchmark run gets from here:
 

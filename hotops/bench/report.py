@@ -18,7 +18,7 @@ Any other ``extra_info`` value can be shown as a column of its own (after the ra
 keys a benchmark names in ``extra_info["columns"]`` (e.g. ``["max_abs_diff_vs_matlab"]``)
 appear in its group's table, and ``--column KEY`` adds KEY to every group that has it.
 
-Importable without side effects (``hotops/_bench.py`` loads it by path): see
+Importable without side effects (``hotops bench`` calls ``write_report``): see
 ``write_report``, ``load`` and ``render_markdown``. Needs matplotlib only for the PNGs.
 """
 from __future__ import annotations

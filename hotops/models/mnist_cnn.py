@@ -4,7 +4,7 @@ Bafna, Murtagh & Vyas (NeurIPS 2018) classify the IHT reconstruction of an attac
 with a network trained on top-k DCT projections. ``hotops train defense`` trains two
 copies of :class:`MnistCNN`: ``normal`` on the raw images and ``topk`` on their top-k DCT
 projections H_k (``hotops.sparse_project``); :func:`load_defense_model` loads them from
-``hotops/checkpoints/defense_{normal,topk}.pt`` (float16 weights, ~0.1 MB each), together
+``hotops/checkpoints/defense_{normal,topk}.pt`` (float16 weights, ~0.23 MB each), together
 with the k they were trained for and their measured accuracies.
 """
 from __future__ import annotations

@@ -19,10 +19,10 @@ full8    1000 (the class scores S_c)
 
 ``width`` scales the convolutional widths and ``fc_width`` sets the two hidden fully
 connected layers, for CPU-sized variants; the defaults are the paper's network. (The
-localisation benchmark, ``hotops.loc_bench``, does not use it: ``SimonyanNet(10, 96,
+localisation benchmark, ``hotops.apps.loc_bench``, does not use it: ``SimonyanNet(10, 96,
 width=0.25, fc_width=512, batch_norm=True)`` stayed at chance level, loss 2.30, after 160
 Adam steps of batch 128 on its cluttered canvases, where a small fully convolutional net with
-global max pooling learned; see ``hotops.loc_bench.localizer_net``.)
+global max pooling learned; see ``hotops.models.localizer.localizer_net``.)
 """
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ def load_small_cifar(pretrained: bool = True, path=None, map_location="cpu"):
         Load the checkpoint; ``False`` returns a randomly initialised net with the
         checkpoint's architecture when it exists (default widths otherwise).
     path : path, optional
-        Another checkpoint written by ``hotops.train_small``.
+        Another checkpoint written by ``hotops train small-cifar``.
 
     Returns
     -------
@@ -117,7 +117,7 @@ def load_small_cifar(pretrained: bool = True, path=None, map_location="cpu"):
     ckpt = None
     if pretrained or p.exists():
         if not p.exists():
-            raise FileNotFoundError(f"checkpoint not found: {p} (train one with python -m hotops.train_small)")
+            raise FileNotFoundError(f"checkpoint not found: {p} (train one with: hotops train small-cifar)")
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     arch = (ckpt or {}).get("arch", {})
     model = SmallCifarNet(

@@ -9,7 +9,7 @@ Sec. 4.1: weights initialised as He et al. (2015) ("MSRA"), biases zero.
 
 The input is the luminance (Y of MATLAB's ``rgb2ycbcr``, float in [0, 1]) already enlarged
 to the target size by bicubic interpolation (``hotops.kernels.resize.imresize``).
-The committed checkpoint is ``hotops/checkpoints/vdsr.pt``; see ``hotops.sr`` for how it
+The committed checkpoint is ``hotops/checkpoints/vdsr.pt``; see ``hotops.apps.sr`` for how it
 was trained and measured.
 """
 from __future__ import annotations
