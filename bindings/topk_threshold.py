@@ -10,6 +10,8 @@ ops -> functional -> module:
 * ``sparse_project(x, k, transform, axes)``: functional (differentiable);
   ``IHTDefense(classifier, k, t, n_iter)``: ``nn.Module`` that reconstructs its input by IHT
   (Algorithm 1) and classifies the reconstruction.
+* ``iht(y, k, t, ...)`` / ``patchwise_iht(y, k, t, patch, ...)``: Algorithms 1 and 2 on
+  tensors, without autograd (the results come back as tensors over the kernels' outputs).
 
 Gradient: y = F^-1 M F x with F orthonormal and the support M fixed by the forward is an
 orthogonal projection, so dL/dx = F^T M F dL/dy (F^T = F^-1): the backward applies the same
@@ -17,7 +19,10 @@ projection with the saved mask (a bool tensor, 1 byte per coefficient; for the D
 real input only the rfftn half spectrum is kept).
 
 Tensors are handed to the kernels without copies (``_interop.to_kernel``): numpy views on
-CPU (scipy.fft + the Numba select), CuPy views on CUDA (cuFFT + the numba.cuda select).
+CPU (scipy.fft + the Numba select), CuPy views on CUDA (cuFFT + the numba.cuda select, on
+torch's current stream). Validation is split once: this module checks what is about the
+tensor (type, dtype, device, rank, the axes the op's schema and backward carry); the kernel
+(``hotops.kernels.topk_threshold``) checks the rest (transform, k, t, n_iter, tol, finiteness).
 """
 from __future__ import annotations
 
@@ -27,39 +32,30 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from ._interop import check_tensor, from_kernel, stream_of, to_kernel
-from hotops.kernels._validate import check_axes
+from hotops.kernels import topk_threshold as _op
+from hotops.kernels._validate import check_axes, check_int
 
-__all__ = ["SparseProjection", "sparse_project", "sparse_project_with_mask", "IHTDefense"]
+from ._interop import check_tensor, from_kernel, stream_of, to_kernel
+
+__all__ = ["SparseProjection", "sparse_project", "sparse_project_with_mask", "IHTDefense", "iht", "patchwise_iht"]
 
 _DTYPES = (torch.float32, torch.float64)
 # Half precisions (autocast) are projected in float32 and rounded back: the transforms
 # have no half-precision kernels on the CPU.
 _HALF = (torch.float16, torch.bfloat16)
-_TRANSFORMS = ("dct", "fft")
+
+
+def _check_x(x) -> None:
+    """The tensor checks (type, dtype, device, rank); the kernel checks the other arguments."""
+    check_tensor("x", x, dtypes=_DTYPES + _HALF)
+    if x.device.type not in ("cpu", "cuda"):
+        raise TypeError(f"x must be on a CPU or CUDA device, got {x.device}")
+    if x.dim() == 0:
+        raise ValueError("x must have at least one dimension, got a 0-d tensor")
 
 
 def _norm_axes(axes, ndim: int) -> list[int]:
     return list(check_axes(axes, ndim, "a tensor"))
-
-
-def _validate(x, k, transform, axes) -> list[int]:
-    check_tensor("x", x, dtypes=_DTYPES + _HALF)
-    if x.device.type not in ("cpu", "cuda"):
-        raise TypeError(f"x must be on a CPU or CUDA device, got {x.device}")
-    if transform not in _TRANSFORMS:
-        raise ValueError(f"transform must be one of {_TRANSFORMS}, got {transform!r}")
-    if x.dim() == 0:
-        raise ValueError("x must have at least one dimension, got a 0-d tensor")
-    ax = _norm_axes(axes, x.dim())
-    n = 1
-    for a in ax:
-        n *= int(x.shape[a])
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an integer, got {k!r}")
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be in [1, {n}] (the sample size over axes {tuple(ax)}), got {k}")
-    return ax
 
 
 def _mask_shape(shape, transform: str, axes) -> list[int]:
@@ -89,32 +85,31 @@ def _on_stream(x: Tensor):
 
 
 def _forward_impl(x: Tensor, k: int, transform: str, axes) -> tuple[Tensor, Tensor]:
-    from hotops.sparse_fourier import sparse_project as _project
-
     xin = x.float() if x.dtype in _HALF else x
     with _on_stream(x):
-        y, mask = _project(to_kernel(xin), k, transform, tuple(axes), return_mask=True)
+        y, mask = _op.sparse_project(to_kernel(xin), k, transform, tuple(axes), return_mask=True)
     return from_kernel(y, x.device).to(x.dtype), from_kernel(mask, x.device)
 
 
 def _masked_impl(g: Tensor, mask: Tensor, transform: str, axes) -> Tensor:
-    from hotops.sparse_fourier import project_with_mask
-
     gin = g.float() if g.dtype in _HALF else g
     with _on_stream(g):
-        y = project_with_mask(to_kernel(gin.contiguous()), to_kernel(mask), transform, tuple(axes))
+        y = _op.project_with_mask(to_kernel(gin.contiguous()), to_kernel(mask), transform, tuple(axes))
     return from_kernel(y, g.device).to(g.dtype)
 
 
 @torch.library.custom_op("hotops::sparse_project", mutates_args=())
 def _sparse_project_op(x: Tensor, k: int, transform: str, axes: list[int]) -> tuple[Tensor, Tensor]:
-    ax = _validate(x, k, transform, axes)
-    return _forward_impl(x, k, transform, ax)
+    _check_x(x)
+    return _forward_impl(x, k, transform, _norm_axes(axes, x.dim()))
 
 
 @_sparse_project_op.register_fake
 def _(x: Tensor, k: int, transform: str, axes: list[int]) -> tuple[Tensor, Tensor]:
-    ax = _validate(x, k, transform, axes)
+    # no kernel runs on fake tensors: check here what the output shapes depend on
+    _check_x(x)
+    ax = _norm_axes(axes, x.dim())
+    transform = _op.check_transform(transform)
     return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty(
         _mask_shape(x.shape, transform, ax), dtype=torch.bool)
 
@@ -161,7 +156,8 @@ class SparseProjection(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, k: int, transform: str = "dct", axes=(-2, -1)) -> Tensor:
-        ax = _validate(x, k, transform, axes)
+        _check_x(x)
+        ax = _norm_axes(axes, x.dim())
         y, mask = _forward_impl(x, k, transform, ax)
         ctx.save_for_backward(mask)
         ctx.transform = transform
@@ -183,16 +179,16 @@ def sparse_project(x: Tensor, k: int, transform: str = "dct", axes=(-2, -1)) -> 
     count 2 and are kept together). CPU and CUDA tensors, float32/float64; float16 and
     bfloat16 (autocast) are projected in float32 and rounded back once.
     """
-    ax = _validate(x, k, transform, axes)
-    if torch.compiler.is_compiling():
-        return torch.ops.hotops.sparse_project(x, k, transform, ax)[0]
-    return SparseProjection.apply(x, k, transform, tuple(ax))
+    if torch.compiler.is_compiling():  # the op's schema takes the axes as a list of ints
+        _check_x(x)
+        return torch.ops.hotops.sparse_project(x, k, transform, _norm_axes(axes, x.dim()))[0]
+    return SparseProjection.apply(x, k, transform, axes)  # (its forward checks x and the axes)
 
 
 def sparse_project_with_mask(x: Tensor, k: int, transform: str = "dct", axes=(-2, -1)) -> tuple[Tensor, Tensor]:
     """(y, mask) through the custom op: y differentiable, mask the chosen support (bool)."""
-    ax = _validate(x, k, transform, axes)
-    return torch.ops.hotops.sparse_project(x, k, transform, ax)
+    _check_x(x)
+    return torch.ops.hotops.sparse_project(x, k, transform, _norm_axes(axes, x.dim()))
 
 
 class IHTDefense(nn.Module):
@@ -220,13 +216,9 @@ class IHTDefense(nn.Module):
         super().__init__()
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier must be an nn.Module, got {type(classifier).__qualname__}")
-        if transform not in _TRANSFORMS:
-            raise ValueError(f"transform must be one of {_TRANSFORMS}, got {transform!r}")
-        for name, v in (("k", k), ("t", t), ("n_iter", n_iter)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an integer, got {v!r}")
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
+        # checked when the module is built, so that a bad setting fails before any batch runs
+        transform = _op.check_transform(transform)
+        k, t, n_iter = (check_int(name, v, min=1) for name, v in (("k", k), ("t", t), ("n_iter", n_iter)))
         self.classifier = classifier
         self.k, self.t, self.n_iter = k, t, n_iter
         self.transform, self.axes, self.tol = transform, tuple(axes), float(tol)
@@ -237,16 +229,44 @@ class IHTDefense(nn.Module):
 
     def reconstruct(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """(x_hat, e_hat) of Algorithm 1 for the batch y, without autograd."""
-        from hotops.sparse_fourier import iht
-
         check_tensor("y", y, dtypes=_DTYPES)
-        with _on_stream(y):
-            x_hat, e_hat = iht(to_kernel(y), self.k, self.t, n_iter=self.n_iter, tol=self.tol,
-                               transform=self.transform, axes=self.axes)
-        return from_kernel(x_hat, y.device), from_kernel(e_hat, y.device)
+        return _on_kernel(_op.iht, y, self.k, self.t, n_iter=self.n_iter, tol=self.tol, transform=self.transform,
+                          axes=self.axes)
 
     def forward(self, y: Tensor) -> Tensor:
         x_hat, _ = self.reconstruct(y)
         if self.straight_through and y.requires_grad:
             x_hat = y + (x_hat - y).detach()
         return self.classifier(x_hat)
+
+
+# --------------------------------------------------------------------------- IHT on tensors
+
+def _on_kernel(fn, y: Tensor, *args, **kwargs) -> tuple[Tensor, ...]:
+    """fn (a kernel entry) on a zero-copy view of y, on torch's current stream; its array
+    results back as tensors over the same memory (the iteration counts: CPU int64)."""
+    with _on_stream(y):
+        res = fn(to_kernel(y), *args, **kwargs)
+    return tuple(from_kernel(r, y.device) for r in res)
+
+
+def iht(y: Tensor, k: int, t: int, n_iter: int = 20, tol: float = 1e-6, transform: str = "dct", axes=(-2, -1), *,
+        return_iterations: bool = False, workers=None) -> tuple[Tensor, ...]:
+    """Algorithm 1 (IHT) of Bafna et al. (2018) on a tensor, without autograd.
+
+    y is read without a copy (CPU: a numpy view; CUDA: a CuPy view, on torch's current
+    stream) and ``hotops.kernels.topk_threshold.iht`` runs on it; (x_hat, e_hat) come back
+    as tensors on y's device (and the iterations per sample, a CPU int64 tensor, when
+    ``return_iterations``). Arguments as in :func:`hotops.iht`.
+    """
+    check_tensor("y", y)
+    return _on_kernel(_op.iht, y, k, t, n_iter, tol, transform, axes, return_iterations=return_iterations,
+                      workers=workers)
+
+
+def patchwise_iht(y: Tensor, k: int, t: int, patch=(7, 7), n_iter: int = 20, tol: float = 1e-6,
+                  transform: str = "dct", *, workers=None) -> tuple[Tensor, Tensor]:
+    """Algorithm 2 (IHT on non-overlapping patches) of Bafna et al. (2018) on a tensor,
+    without autograd; as :func:`iht`, arguments as in :func:`hotops.patchwise_iht`."""
+    check_tensor("y", y)
+    return _on_kernel(_op.patchwise_iht, y, k, t, patch, n_iter, tol, transform, workers=workers)

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import hotops
+import hotops.sparse_fourier
 import reference
-from hotops.kernels.topk_threshold import hermitian_partner, hermitian_threshold
+from hotops.kernels import topk_threshold as tk
+from hotops.kernels.topk_threshold import config, hermitian_partner, hermitian_threshold, project, transforms
 from hotops.sparse_fourier import iht, patchwise_iht, project_with_mask, sparse_project
 
 SHAPES_2D = [(1, 1), (1, 5), (4, 4), (5, 6), (7, 3), (8, 9)]
@@ -181,6 +183,22 @@ def test_torch_inputs():
     assert isinstance(x_hat, torch.Tensor)
     np.testing.assert_array_equal(x_hat.numpy(), ref_x)
     np.testing.assert_array_equal(sparse_project(y, 5).numpy(), sparse_project(y.numpy(), 5))
+    # the kernel entries take arrays only and say where tensors go
+    for call in (lambda: tk.sparse_project(y, 5), lambda: tk.iht(y, 5, 3), lambda: tk.patchwise_iht(y, 5, 3)):
+        with pytest.raises(TypeError, match="torch tensors go through hotops.bindings"):
+            call()
+
+
+def test_surface_routes_arrays_to_the_kernel(rng):
+    """hotops.sparse_fourier only routes: numpy results are the kernel entries' own."""
+    x = rng.standard_normal((3, 9, 7))
+    for transform in ("dct", "fft"):
+        np.testing.assert_array_equal(sparse_project(x, 8, transform), tk.sparse_project(x, 8, transform))
+        np.testing.assert_array_equal(sparse_project(x, 8, transform, axes=(0, 2)),
+                                      tk.sparse_project(x, 8, transform, axes=(0, 2)))
+        for a, b in zip(iht(x, 5, 2, n_iter=3, transform=transform), tk.iht(x, 5, 2, n_iter=3, transform=transform)):
+            np.testing.assert_array_equal(a, b)
+    assert tk.TRANSFORMS == hotops.sparse_fourier.TRANSFORMS == ("dct", "fft")
 
 
 # --------------------------------------------------------------------------- bad input
@@ -222,14 +240,12 @@ def test_bad_input():
 def test_fused_small_dct_matches_batched_path(dtype, rng):
     """Small images take the fused per-image kernel; same result and support as the batched
     GEMM + select + GEMM path (ties included: integer images)."""
-    from hotops import sparse_fourier as sf
-
     for x in (rng.standard_normal((40, 28, 28)), rng.integers(0, 3, (40, 28, 28)), np.zeros((3, 28, 28))):
         x = x.astype(dtype)
         for k in (1, 40, 784):
             y, mask = sparse_project(x, k, "dct", return_mask=True)
-            C, ref_mask = sf._select(sf._forward(x, "dct", 2, 1, False), k, "dct", (28, 28), False)
-            ref = sf._inverse(C, "dct", (28, 28), 1, False, x.dtype)
+            C, ref_mask = project.select(transforms.forward(x, "dct", 2, 1, False), k, (28, 28), False)
+            ref = transforms.inverse(C, "dct", (28, 28), 1, False, x.dtype)
             np.testing.assert_array_equal(mask, ref_mask)
             np.testing.assert_allclose(y, ref, atol=1e-5 if dtype == np.float32 else 1e-12)
             assert (mask.reshape(len(x), -1).sum(axis=1) == k).all()
@@ -237,11 +253,9 @@ def test_fused_small_dct_matches_batched_path(dtype, rng):
 
 def test_fused_small_iht_matches_iteration_loop(rng, monkeypatch):
     """Small DCT images run IHT in one fused kernel; same iterates and stops as the loop."""
-    from hotops import sparse_fourier as sf
-
     y = np.concatenate([rng.random((20, 12, 10)), rng.integers(0, 3, (4, 12, 10))]).astype(np.float64)
     fused = [iht(y, 6, 4, n_iter=n, tol=tol, return_iterations=True) for n, tol in ((7, 0), (30, 1e-9))]
-    monkeypatch.setattr(sf, "_use_dct_matmul", lambda a, d: False)
+    monkeypatch.setattr(config, "DCT_MATMUL_MAX", 0)  # no fused kernel, no DCT products: scipy.fft's loop
     for (n, tol), (x_f, e_f, it_f) in zip(((7, 0), (30, 1e-9)), fused):
         x_l, e_l, it_l = iht(y, 6, 4, n_iter=n, tol=tol, return_iterations=True)
         np.testing.assert_array_equal(it_f, it_l)
@@ -254,14 +268,12 @@ def test_fused_small_iht_matches_iteration_loop(rng, monkeypatch):
 def test_fused_small_fft_matches_rfftn_path(dtype, tol, shape, rng):
     """Small real images take the fused per-image DFT (real products); same support as the
     rfftn + select + irfftn path and its values to rounding."""
-    from hotops import sparse_fourier as sf
-
     h, w = shape
     x = rng.standard_normal((30, h, w)).astype(dtype)
     for k in sorted({1, 2, min(7, h * w), min(40, h * w), h * w // 3 + 1, h * w}):  # 40: the estimated-threshold select
         y, mask = sparse_project(x, k, "fft", return_mask=True)
-        C, ref_mask = sf._select(sf._forward(x, "fft", 2, 1, True), k, "fft", shape, True)
-        ref = sf._inverse(C, "fft", shape, 1, True, x.dtype)
+        C, ref_mask = project.select(transforms.forward(x, "fft", 2, 1, True), k, shape, True)
+        ref = transforms.inverse(C, "fft", shape, 1, True, x.dtype)
         np.testing.assert_array_equal(mask, ref_mask)
         np.testing.assert_allclose(y, ref, atol=tol)
         assert y.dtype == dtype

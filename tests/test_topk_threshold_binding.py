@@ -8,6 +8,8 @@ import torch
 import hotops.bindings as hb
 from _support import needs_gpu
 from hotops.bindings.topk_threshold import SparseProjection, sparse_project, sparse_project_with_mask
+from hotops.bindings.topk_threshold import iht as torch_iht
+from hotops.bindings.topk_threshold import patchwise_iht as torch_patchwise_iht
 from hotops.sparse_fourier import iht
 from hotops.sparse_fourier import sparse_project as np_sparse_project
 
@@ -74,6 +76,28 @@ def test_iht_defense_module():
         hb.IHTDefense(clf, k=0, t=3)
     with pytest.raises(TypeError, match="classifier must be an nn.Module"):
         hb.IHTDefense(lambda z: z, k=1, t=1)
+
+
+def test_iht_on_tensors_matches_numpy():
+    """The binding's iht / patchwise_iht: the kernel on zero-copy views, results as tensors."""
+    from hotops.sparse_fourier import patchwise_iht
+
+    torch.manual_seed(3)
+    y = torch.randn(3, 8, 8, dtype=torch.float64)
+    got = torch_iht(y, 6, 3, n_iter=4, return_iterations=True)
+    want = iht(y.numpy(), 6, 3, n_iter=4, return_iterations=True)
+    assert all(isinstance(g, torch.Tensor) for g in got) and got[2].dtype == torch.int64
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w)
+    got = torch_patchwise_iht(y.float(), 3, 2, patch=(4, 4), n_iter=3, transform="fft")
+    want = patchwise_iht(y.float().numpy(), 3, 2, patch=(4, 4), n_iter=3, transform="fft")
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float32
+        np.testing.assert_array_equal(g.numpy(), w)
+    with pytest.raises(TypeError, match="y must be a torch.Tensor"):
+        torch_iht(y.numpy(), 6, 3)
+    with pytest.raises(ValueError, match=r"t must be in \[1, 64\]"):  # checked once, by the kernel
+        torch_iht(y, 6, 65)
 
 
 def test_bad_input():

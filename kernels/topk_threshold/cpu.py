@@ -171,7 +171,7 @@ def _radix_select(keys, kmax, w, weighted, n, k, nbits, first_bits, hist, cand, 
             acc += hist[d] + hist[nb + d]
             d -= 1
     # one pass restores the zero histogram (O(n) whatever the range of bins) and compacts
-    # the crossing bin's indices, branch-free (an if here measured 10x slower: unpredictable)
+    # the crossing bin's indices, branch-free (an if here is an unpredictable branch)
     m = 0
     for j in range(n):
         dg = _digit(keys[j], shift, nb - 1)
@@ -230,10 +230,9 @@ def _group_select(keys, kmax, w, weighted, n, k, nbits, first_bits, hist, cand, 
     least k + 1 entries (cost >= 1 each, as zero-cost entries have key 0) reach it. One
     vectorised pass takes the group maxima, a radix select over the G maxima finds thr, one
     branch-free pass compacts the entries with key >= thr (about 1.4 k of them for G =
-    2 (k + 1) on random data), and a radix select over those finds T: the histogram passes
-    run over about 3.4 k entries instead of n. Measured on one 784-entry float32 row, k = 40,
-    one thread: 3.9-5.1K cycles for ``_radix_select`` (2.5K of them its two histogram passes),
-    3.6K here. The row must cost more than k.
+    2 (k + 1) on random data), and a radix select over those finds T: the histogram passes,
+    which dominate ``_radix_select`` on rows of a few hundred entries, run over about 3.4 k
+    entries instead of n. The row must cost more than k.
     """
     for g in range(G):
         gm[g] = keys[g]
@@ -358,7 +357,7 @@ def _task_rows(task, n_tasks, n_rows):
 def _real_task(x, bits, out, mask, want_mask, k, nbits, first_bits, absmask, bad_key, bad, lo, hi, G):
     # rows lo..hi of x, out: (R, n) C-contiguous float; bits: x viewed as uint32/uint64.
     # One task's scratch is allocated here once for all its rows. (The body lives outside the
-    # prange loop: compiled there, the same code ran 2x slower, measured.)
+    # prange loop: compiled inside it, the same code runs slower.)
     n = x.shape[1]
     keys = np.empty(n, np.uint64)
     cand = np.empty(n, np.int64)
@@ -491,7 +490,7 @@ def _hermitian_row(xr, orow, mrow, partner, w, total, k, first_bits, exact_squar
     """Pair-aware H_k of one half-spectrum row xr into orow/mrow; False if not finite."""
     m = xr.shape[0]
     nonfinite = False
-    if exact_square:  # the flag outside the loop (a branch inside kept it scalar: 1.5K cycles per 420 entries)
+    if exact_square:  # the flag outside the loop (a branch inside keeps the loop scalar)
         for j in range(m):
             a = _complex_key(xr[j], True)
             nonfinite |= not (a <= 1.7976931348623157e308)
@@ -646,8 +645,7 @@ def apply_mask(x2: np.ndarray, mask2: np.ndarray, out2: np.ndarray) -> None:
 # task: the products are single-threaded BLAS calls (np.dot with out) on the image's own
 # 28x28-sized blocks, the select runs on the coefficients while they are in L1, then the
 # inverse: for k << h w along h over the kept coefficients only (k rows of h multiply-adds)
-# and one product along w (1024x28x28 float32, k = 40, 2 threads, same process: 3.70 ->
-# 3.38 ms median; 3.30 ms without the mask), else two dense products. One parallel region for the whole
+# and one product along w, else two dense products. One parallel region for the whole
 # batch: no (B, h, w) temporaries, and no OpenBLAS thread pool spin-waiting against
 # Numba's between a batched product and the select (the caller limits BLAS to one thread).
 
@@ -734,7 +732,7 @@ def _flat_uv(h, w):
 @numba.njit(inline="always")
 def _count_flags(bad):
     # the number of flagged images, counted in the kernel: a numpy call on the flags after
-    # the parallel region cost ~40 us next to the still-spinning OpenMP worker
+    # the parallel region would run next to the still-spinning OpenMP worker
     nbad = 0
     for b in range(bad.shape[0]):
         nbad += np.int64(bad[b] != 0)
@@ -768,8 +766,8 @@ def _dct_task(x, out, mask, want_mask, k, DwT, Dh, Dw, DhT, nbits, first_bits, b
     for b0 in range(lo, hi, CH):
         b1 = min(b0 + CH, hi)
         nb = b1 - b0
-        # the rows' transform of a chunk of images in one product (BLAS runs it ~25% faster
-        # per image than 16 separate 28x28 products)
+        # the rows' transform of a chunk of images in one product (BLAS runs it faster per
+        # image than one small product per image; see config.CPU_SMALL_IMAGE_CHUNK)
         np.dot(x[b0:b1].reshape(nb * h, w), DwT, Tb[:nb].reshape(nb * h, w))
         for b in range(b0, b1):
             mrow = mask[b] if want_mask else mask[0]
@@ -912,8 +910,8 @@ def dct_project_small(x3: np.ndarray, k: int, mats, out3: np.ndarray, mask2: np.
 #
 # The same one-pass structure for the orthonormal DFT of small real images (rfftn layout),
 # with real and imaginary parts in separate planes ([re | im] columns) so that every step is
-# a real product or a vectorised loop (OpenBLAS's complex product of these sizes took 4.3 us
-# against 0.8 us for a real one): U = x Wf (the real DFT along w); the complex DFT along h
+# a real product or a vectorised loop (OpenBLAS's complex products of these small sizes are
+# several times slower than real ones): U = x Wf (the real DFT along w); the complex DFT along h
 # as one (h x h) real product P = FH U, since row h - u of the DFT is the conjugate of row
 # u: cosine rows 0..h//2 and sine rows 1..(h-1)//2 give C[u] and C[h - u] by a sum and a
 # difference (half the multiply-adds of [Re Fh; Im Fh] U); the pair-aware select (an
@@ -921,14 +919,13 @@ def dct_project_small(x3: np.ndarray, k: int, mats, out3: np.ndarray, mask2: np.
 # inverse along h only over the kept coefficients (k of h * wh: G[:, v] += c e^{2 pi i u t / h},
 # a few vectorised rows instead of a dense product); y = G Wi (Wi: the real inverse along w,
 # weights 1 for the zero/Nyquist columns, whose imaginary rows are zero, 2 for the others).
-# Measured on 28x28 float32 images, k = 40, one thread: 26K -> 18K cycles per image.
 
 
 def pair_groups_for(m: int, k: int) -> int:
     """Groups of the estimated-threshold pair select (``_pair_prefix_short``; 0: off), for
-    the short rows that also take ``groups_for``'s short-row select. About k / 3 groups: on
-    28x28 Gaussian images (k = 40) their smallest maximum leaves ~39 candidates and the
-    general select runs for ~2% of the rows."""
+    the short rows that also take ``groups_for``'s short-row select. About k / 3 groups:
+    their smallest maximum usually leaves about k candidates, and the general select runs
+    only for the few rows where it does not."""
     return max(1, (k + 1) // 3) if (m <= config.CPU_SHORT_ROW_MAX and config.CPU_SHORT_ROW_RATIO * (k + 1) <= m) else 0
 
 
@@ -1143,7 +1140,7 @@ def _fft_task(x, out, mask, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bit
             GTf[j] = 0
         for i in range(nk):
             j = kl[i]
-            u = juv[0, j]  # (no integer division: ~40 cycles each here)
+            u = juv[0, j]  # (a table instead of an integer division per coefficient)
             v = juv[1, j]
             a = cr[j]
             bb = ci[j]
@@ -1172,7 +1169,7 @@ def fft_project_small(x3: np.ndarray, k: int, mats, partner: np.ndarray, out3: n
                       mask2: np.ndarray | None) -> int:
     """Real-DFT sparse projection of every image of the C-contiguous (B, h, w) float array x3.
 
-    ``mats`` = (Wf, FH, Ch, Sh, Wi), real, x3's dtype (``hotops.sparse_fourier._dft_mats_2d``):
+    ``mats`` = (Wf, FH, Ch, Sh, Wi), real, x3's dtype (``transforms.dft_mats_2d``):
     Wf (w, 2 wh) the real DFT along w into [re | im] columns; FH (h, h) the cosine rows
     u = 0..h//2 over the sine rows u = 1..(h-1)//2 of the orthonormal DFT along h; Ch, Sh
     (h, h) all its cosine and sine rows; Wi (2 wh, w) the real inverse along w of a half
@@ -1190,8 +1187,8 @@ def fft_project_small(x3: np.ndarray, k: int, mats, partner: np.ndarray, out3: n
     Wf, FH, Ch, Sh, Wi = mats
     m = x3.shape[1] * (w // 2 + 1)
     # first radix digit: 11 bits (1-octave bins of the float64 keys), not 14: the rows are short
-    # (at most 64 x 33), the general select runs on ~2% of them, and each task zeroes a
-    # 2 << first_bits histogram (256 KB at 14 bits: ~30 us per task, fresh pages included)
+    # (at most 64 x 33), the general select runs on few of them, and each task zeroes a
+    # 2 << first_bits histogram (256 KB at 14 bits, fresh pages included)
     return int(_fft_project(x3, out3, mk, want_mask, k, Wf, FH, Ch, Sh, Wi, partner, first_bits_for(31), bad, _n_tasks(B),
                         groups_for(m, k), x3.dtype == np.float32, pair_groups_for(m, k),
                         int(config.CPU_SMALL_IMAGE_CHUNK)))
