@@ -23,7 +23,7 @@ from .relu_rules import RELU_RULES, DeconvReLU, GuidedReLU, relu_rule
 __all__ += ["DeconvReLU", "GuidedReLU", "relu_rule", "RELU_RULES"]
 from .reversible import ReversibleBlock, ReversibleSequence, saved_tensor_bytes
 __all__ += ["ReversibleBlock", "ReversibleSequence", "saved_tensor_bytes"]
-from .topk_threshold import IHTDefense, SparseProjection, sparse_project, sparse_project_with_mask
-__all__ += ["IHTDefense", "SparseProjection", "sparse_project", "sparse_project_with_mask"]
+from .topk_threshold import IHTDefense, SparseProjection, iht, patchwise_iht, sparse_project, sparse_project_with_mask
+__all__ += ["IHTDefense", "SparseProjection", "iht", "patchwise_iht", "sparse_project", "sparse_project_with_mask"]
 from .factorization import nmf
 __all__ += ["nmf"]
