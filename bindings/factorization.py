@@ -2,6 +2,9 @@
 
 ``nmf(V, n_components, ...)`` takes a CPU or CUDA tensor, dense (2-D, or 3-D for a batch of
 problems) or sparse (COO / CSR, 2-D), and returns ``(W, H)`` tensors on V's device.
+``batched_nmf`` is the 3-D case (also ``hotops.batched_nmf``'s for tensor arguments): it
+hands zero-copy views to ``hotops.kernels.nmf.batched_nmf``, which validates them and runs
+the whole batched algorithm.
 
 Zero-copy at the boundary: dense CPU tensors are read through ``Tensor.numpy()`` views and
 CUDA tensors through DLPack (CuPy); CSR tensors hand their ``crow_indices``,
@@ -23,7 +26,7 @@ from hotops.kernels.nmf.init import initialize, regularization
 
 from ._interop import check_tensor, from_kernel, stream_of, to_kernel
 
-__all__ = ["nmf"]
+__all__ = ["batched_nmf", "nmf"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -58,6 +61,41 @@ def _as_kernel_factor(A, like_kernel, name, shape, dtype):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(A.shape)}")
     _kernel.check_nonnegative(name, A)
     return A
+
+
+def _stack_view(A):
+    """A (B, m, n) tensor as a kernel array, zero-copy when it is contiguous and of a float
+    dtype (other dtypes are converted to float64 first); anything else is left as it is."""
+    if not isinstance(A, torch.Tensor):
+        return A
+    if A.dtype not in _DTYPES:
+        A = A.double()
+    return to_kernel(A.contiguous())
+
+
+@torch.no_grad()
+def batched_nmf(V, n_components: int, *, init=None, beta_loss="frobenius", tol=1e-4,
+                max_iter=200, random_state=None, alpha_W=0.0, alpha_H="same", l1_ratio=0.0,
+                mask=None, W=None, H=None, return_n_iter=False):
+    """B independent factorisations V[b] ~ W[b] H[b] of a (B, m, n) stack with torch tensors
+    among the arguments: the torch side of ``hotops.batched_nmf`` and of ``nmf`` for 3-D V.
+
+    Tensors (V, mask, W, H; CPU or CUDA) are handed to ``hotops.kernels.nmf.batched_nmf``
+    as zero-copy views (float dtypes other than float32 / float64, integer and boolean
+    tensors as float64 copies), other arguments as they are; the kernel validates them all.
+    W and H come back as tensors over the kernel's arrays when V is a tensor (V's device and
+    dtype), as the kernel's arrays otherwise; ``n_iter`` ((B,) int64 numpy) if
+    ``return_n_iter``. Parameters as ``hotops.batched_nmf``.
+    """
+    out = _kernel.batched_nmf(
+        _stack_view(V), n_components, init=init, beta_loss=beta_loss, tol=tol, max_iter=max_iter,
+        random_state=random_state, alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio,
+        mask=_stack_view(mask), W=_stack_view(W), H=_stack_view(H), return_n_iter=True,
+    )
+    Wk, Hk, n_iter = out
+    if isinstance(V, torch.Tensor):
+        Wk, Hk = from_kernel(Wk), from_kernel(Hk)
+    return (Wk, Hk, n_iter) if return_n_iter else (Wk, Hk)
 
 
 @torch.no_grad()
@@ -104,12 +142,9 @@ def nmf(V: torch.Tensor, n_components: int, *, init=None, beta_loss="frobenius",
         else:
             Mk = np.asarray(mask)
     if V.dim() == 3 and V.layout == torch.strided:
-        from hotops.nmf import batched_nmf
-
         return batched_nmf(V, r, init=init, beta_loss=beta_loss, tol=tol, max_iter=max_iter,
                            random_state=random_state, alpha_W=alpha_W, alpha_H=alpha_H,
-                           l1_ratio=l1_ratio, mask=mask,
-                           W=W, H=H, return_n_iter=return_n_iter)
+                           l1_ratio=l1_ratio, mask=Mk, W=W, H=H, return_n_iter=return_n_iter)
     if V.dim() != 2:
         raise ValueError(f"V must be 2-D (m, n) or 3-D dense (B, m, n), got shape {tuple(V.shape)}")
     Vk = to_kernel(V.contiguous()) if V.layout == torch.strided else _csr_view(V)

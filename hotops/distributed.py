@@ -5,12 +5,14 @@ row-partitioned like V and stays on the workers; H (r x n) is replicated: sent w
 task. One multiplicative-update iteration (Lee & Seung 2001) is
 
 1. per chunk c, on its worker: W_c <- W_c * (num / den)^gamma with the same Numba kernels
-   as ``hotops.NMF`` (``kernels/nmf/cpu.py``: X_c H^T and W_c (H H^T) for Frobenius,
-   (X_c / W_c H) H^T and the row sums of H for KL), then the chunk's share of the H update:
+   as ``hotops.NMF`` (``kernels.nmf.cpu.DenseProblem``: X_c H^T and W_c (H H^T) for
+   Frobenius, (X_c / W_c H) H^T and the row sums of H for KL), then the chunk's share of
+   the H update:
    W_c^T X_c and W_c^T W_c (Frobenius), W_c^T (X_c / W_c H) and the column sums of W_c (KL),
    W_c^T (X_c (W_c H)^(beta-2)) and W_c^T (W_c H)^(beta-1) (general beta);
 2. on the client: those r x n and r x r partials are summed over the chunks (the reduction
-   of W^T V and W^T W) and H is updated by the fused column kernel.
+   of W^T V and W^T W) and H is updated by the fused column kernel
+   (``kernels.nmf.dense.update_cols``).
 
 The objective (every 10 iterations, scikit-learn's stopping rule) is reduced the same way.
 The result equals single-machine ``hotops.NMF`` from the same start up to the order of the
@@ -40,25 +42,23 @@ log = logging.getLogger(__name__)
 
 def _chunk_step(X_c, W_c, H, beta, regs_W, want_partials=True):
     """Update W_c (a copy) and return it with this chunk's share of the H update."""
-    from hotops.kernels.nmf import EPSILON
-    from hotops.kernels.nmf import cpu
+    from hotops.kernels.nmf.common import FROB, KL, Params
+    from hotops.kernels.nmf.cpu import DenseProblem, threads_for
 
-    p = cpu.Params(beta, EPSILON)
+    p = Params(beta)
     X_c = np.ascontiguousarray(X_c)
     W_c = np.array(W_c, copy=True)
-    from hotops.kernels.nmf import _threads_for
-
-    prob = cpu.DenseProblem(X_c, None, p, W_c.shape[1])
-    with _threads_for(prob, W_c.shape[1]):
+    prob = DenseProblem(X_c, None, p, W_c.shape[1])
+    with threads_for(prob, W_c.shape[1]):
         prob.update_W(W_c, H, regs_W[0], regs_W[1])
     if not want_partials:
         return W_c, None
-    if p.kind == cpu.FROB:
+    if p.kind == FROB:
         parts = (W_c.T @ X_c, W_c.T @ W_c)
     else:
         prob._weights(W_c, H)
         num = W_c.T @ prob.A
-        if p.kind == cpu.KL:
+        if p.kind == KL:
             parts = (num, W_c.sum(axis=0))
         else:
             parts = (num, W_c.T @ prob.B)
@@ -67,13 +67,13 @@ def _chunk_step(X_c, W_c, H, beta, regs_W, want_partials=True):
 
 def _chunk_error(X_c, W_c, H, beta):
     """This chunk's partial sums of the objective: (4 sums, column sums of W_c)."""
-    from hotops.kernels.nmf import EPSILON
-    from hotops.kernels.nmf import cpu
+    from hotops.kernels.nmf.common import Params
+    from hotops.kernels.nmf.divergence import dense_div
 
-    p = cpu.Params(beta, EPSILON)
+    p = Params(beta)
     X_c = np.ascontiguousarray(X_c)
     WH = W_c @ H
-    tot = cpu.dense_div(X_c, WH, np.empty((1, 1), X_c.dtype), False, p.kind, p.beta, p.eps).sum(axis=0)
+    tot = dense_div(X_c, WH, np.empty((1, 1), X_c.dtype), False, p.kind, p.beta, p.eps).sum(axis=0)
     return tot, W_c.sum(axis=0)
 
 
@@ -95,7 +95,7 @@ def _result(futures, client):
 def _init(V, r, init, random_state, m, n, dtype, client):
     from sklearn.utils import check_random_state
 
-    from hotops.kernels.nmf.init import _nndsvd, resolve_init
+    from hotops.kernels.nmf.init import nndsvd, resolve_init
 
     init = resolve_init(init, r, m, n)
     mean = float(V.mean().compute())
@@ -109,7 +109,7 @@ def _init(V, r, init, random_state, m, n, dtype, client):
 
     U, S, Vt = da.linalg.svd(V)
     U, S, Vt = (np.asarray(a) for a in client.compute([U[:, :r], S[:r], Vt[:r]], sync=True))
-    W, H = _nndsvd(np, np.empty((1, m, n), dtype), U[None], S[None], Vt[None], r, init,
+    W, H = nndsvd(np, np.empty((1, m, n), dtype), U[None], S[None], Vt[None], r, init,
                    check_random_state(random_state), [mean])
     return np.ascontiguousarray(W[0], dtype), np.ascontiguousarray(H[0], dtype)
 
@@ -152,7 +152,9 @@ def nmf(V, n_components, *, client=None, init=None, beta_loss="frobenius", tol=1
     import dask.array as da
     from sklearn.exceptions import ConvergenceWarning
 
-    from hotops.kernels.nmf import EPSILON, beta_loss_to_float, check_nonnegative, cpu
+    from hotops.kernels.nmf import beta_loss_to_float, check_nonnegative
+    from hotops.kernels.nmf.common import DEN_GRAM, DEN_MAT, DEN_VEC, FROB, KL, Params, finish_error
+    from hotops.kernels.nmf.dense import update_cols
     from hotops.kernels.nmf.init import regularization
 
     if client is None:
@@ -196,7 +198,7 @@ def nmf(V, n_components, *, client=None, init=None, beta_loss="frobenius", tol=1
     else:
         W, H = _init(V, r, init, random_state, m, n, dtype, client)
     l1W, l1H, l2W, l2H = regularization(alpha_W, alpha_H, l1_ratio, m, n)
-    p = cpu.Params(beta, EPSILON)
+    p = Params(beta)
 
     bounds = np.cumsum((0,) + V.chunks[0])
     X_fut = client.compute(list(V.to_delayed().ravel()))
@@ -209,8 +211,8 @@ def nmf(V, n_components, *, client=None, init=None, beta_loss="frobenius", tol=1
         parts = _result([client.submit(_chunk_error, x, w, H, beta, pure=False)
                          for x, w in zip(X_fut, W_fut)], client)
         tot = np.sum([t for t, _ in parts], axis=0)
-        sum_wh = float(np.dot(np.sum([s for _, s in parts], axis=0), H.sum(axis=1))) if p.kind == cpu.KL else 0.0
-        return np.float64(cpu._finish_error(p, tot, sum_wh, m * n, tot[2]))
+        sum_wh = float(np.dot(np.sum([s for _, s in parts], axis=0), H.sum(axis=1))) if p.kind == KL else 0.0
+        return np.float64(finish_error(p, tot, sum_wh, m * n, tot[2]))
 
     restarts = 0
     # checkpoint: (iteration, W on the client, H, previous error, error at init)
@@ -241,14 +243,14 @@ def nmf(V, n_components, *, client=None, init=None, beta_loss="frobenius", tol=1
                 s0 = np.empty(0, dtype)
                 D0 = np.empty((0, 0), dtype)
                 block = 256
-                if p.kind == cpu.FROB:
-                    cpu.update_cols(H_cur, num, second, s0, D0, cpu.DEN_GRAM, l1H, l2H, p.gamma, p.zH, p.eps, block)
-                elif p.kind == cpu.KL:
+                if p.kind == FROB:
+                    update_cols(H_cur, num, second, s0, D0, DEN_GRAM, l1H, l2H, p.gamma, p.zH, p.eps, block)
+                elif p.kind == KL:
                     second = second.astype(dtype)
                     second[second == 0] = 1.0
-                    cpu.update_cols(H_cur, num, D0, second, D0, cpu.DEN_VEC, l1H, l2H, p.gamma, p.zH, p.eps, block)
+                    update_cols(H_cur, num, D0, second, D0, DEN_VEC, l1H, l2H, p.gamma, p.zH, p.eps, block)
                 else:
-                    cpu.update_cols(H_cur, num, D0, s0, second, cpu.DEN_MAT, l1H, l2H, p.gamma, p.zH, p.eps, block)
+                    update_cols(H_cur, num, D0, s0, second, DEN_MAT, l1H, l2H, p.gamma, p.zH, p.eps, block)
                 stop = False
                 if tol > 0 and n_iter % 10 == 0:
                     err = error(W_fut, H_cur)

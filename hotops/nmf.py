@@ -24,20 +24,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from hotops.kernels._backend import is_cupy, is_torch
+
 __all__ = ["NMF", "batched_nmf"]
 
 _DEVICES = ("auto", "cpu", "cuda")
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _is_cupy(x) -> bool:
-    return type(x).__module__.split(".")[0] in ("cupy", "cupyx")
-
-
-def _is_torch(x) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
-
 
 def _cupy():
     try:
@@ -57,7 +51,7 @@ def _kernels():
 
 def _check_custom(A, shape, whom, dtype):
     """scikit-learn's ``_check_init`` (shape, non-negative, not all zeros) + dtype check."""
-    if _is_cupy(A):
+    if is_cupy(A):
         A_host_check = A
         xp = _cupy()
     else:
@@ -78,33 +72,6 @@ def _check_custom(A, shape, whom, dtype):
         raise TypeError(
             f"H and W should have the same dtype as X. Got {whom} dtype = {A_host_check.dtype}"
         )
-
-
-def _batched_to_kernel(V):
-    """(array for the kernels, wrap) ; torch tensors are viewed without copying."""
-    if _is_torch(V):
-        from hotops.bindings._interop import from_kernel, to_kernel
-
-        if V.dtype not in _torch_float_dtypes():
-            V = V.double()
-        return to_kernel(V.contiguous()), lambda a: from_kernel(a)
-    if _is_cupy(V):
-        cp = _cupy()
-        if V.dtype.kind in "iub":
-            V = V.astype(cp.float64)
-        return cp.ascontiguousarray(V), lambda a: a
-    V = np.asarray(V)
-    if V.dtype.kind in "iub":
-        V = V.astype(np.float64)
-    elif V.dtype not in (np.float32, np.float64):
-        raise TypeError(f"V must have a float32/float64 (or integer) dtype, got {V.dtype}")
-    return np.ascontiguousarray(V), lambda a: a
-
-
-def _torch_float_dtypes():
-    import torch
-
-    return (torch.float32, torch.float64)
 
 
 def batched_nmf(V, n_components, *, init=None, beta_loss="frobenius", tol=1e-4, max_iter=200,
@@ -141,64 +108,17 @@ def batched_nmf(V, n_components, *, init=None, beta_loss="frobenius", tol=1e-4, 
     Lee & Seung (2001) multiplicative updates, run by one parallel task per problem on the
     CPU (each task runs scikit-learn's whole MU loop on its problem); on the GPU by batched
     cuBLAS GEMMs and elementwise kernels over the whole stack. Reaching ``max_iter`` in any
-    problem warns with ``ConvergenceWarning``.
+    problem warns with ``ConvergenceWarning``. This function only routes: calls with torch
+    tensors go to the torch binding (``hotops.bindings.factorization.batched_nmf``), numpy
+    and CuPy arrays to the array algorithm (``hotops.kernels.nmf.batched_nmf``).
     """
-    from hotops.kernels.nmf import batched_multiplicative_update, beta_loss_to_float
-    from hotops.kernels.nmf.init import initialize_batched, regularization
-
-    Vk, wrap = _batched_to_kernel(V)
-    if len(Vk.shape) != 3:
-        raise ValueError(f"V must be 3-D (B, m, n), got shape {tuple(Vk.shape)}")
-    nb, m, n = Vk.shape
-    if nb == 0 or m == 0 or n == 0:
-        raise ValueError(f"V must be non-empty, got shape {tuple(Vk.shape)}")
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral) or n_components < 1:
-        raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
-    r = int(n_components)
-    beta = beta_loss_to_float(beta_loss)
-    _kernels().check_nonnegative("V", Vk)
-    if beta <= 0 and float(Vk.min()) == 0:
-        raise ValueError(
-            "When beta_loss <= 0 and V contains zeros, the solver may diverge. Please add "
-            "small values to V, or use a positive beta_loss."
-        )
-    xp = _cupy() if _is_cupy(Vk) else np
-    if mask is not None:
-        Mk, _ = _batched_to_kernel(mask)
-        if _is_cupy(Mk) != _is_cupy(Vk):
-            raise TypeError("mask and V are on different devices")
-        Mk = Mk.astype(Vk.dtype)
-        if tuple(Mk.shape) != (nb, m, n):
-            raise ValueError(f"mask must have V's shape {(nb, m, n)}, got {tuple(Mk.shape)}")
-        _kernels().check_nonnegative("mask", Mk)
+    if any(is_torch(a) for a in (V, mask, W, H)):
+        from hotops.bindings.factorization import batched_nmf as fit
     else:
-        Mk = None
-    if init == "custom":
-        if W is None or H is None:
-            raise ValueError("init='custom' needs both W and H")
-        Wk = xp.array(_batched_to_kernel(W)[0], dtype=Vk.dtype, order="C", copy=True)
-        Hk = xp.array(_batched_to_kernel(H)[0], dtype=Vk.dtype, order="C", copy=True)
-        for name, F, shape in (("W", Wk, (nb, m, r)), ("H", Hk, (nb, r, n))):
-            if tuple(F.shape) != shape:
-                raise ValueError(f"{name} must have shape {shape}, got {tuple(F.shape)}")
-            _kernels().check_nonnegative(name, F)
-    else:
-        if W is not None or H is not None:
-            warnings.warn("When init!='custom', provided W or H are ignored.", RuntimeWarning)
-        Wk, Hk = initialize_batched(Vk, r, init, random_state)
-    regs = regularization(alpha_W, alpha_H, l1_ratio, m, n)
-    n_iter, _err = batched_multiplicative_update(
-        Vk, Wk, Hk, beta_loss=beta, max_iter=max_iter, tol=tol, l1_reg_W=regs[0],
-        l1_reg_H=regs[1], l2_reg_W=regs[2], l2_reg_H=regs[3], mask=Mk, check_input=False,
-    )
-    hit = int((n_iter == max_iter).sum()) if tol > 0 else 0
-    if hit:
-        warnings.warn(
-            f"Maximum number of iterations {max_iter} reached in {hit} of {nb} problems. "
-            "Increase it to improve convergence.", ConvergenceWarning,
-        )
-    out = (wrap(Wk), wrap(Hk))
-    return out + (n_iter,) if return_n_iter else out
+        from hotops.kernels.nmf import batched_nmf as fit
+    return fit(V, n_components, init=init, beta_loss=beta_loss, tol=tol, max_iter=max_iter,
+               random_state=random_state, alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio,
+               mask=mask, W=W, H=H, return_n_iter=return_n_iter)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -267,7 +187,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _on_gpu(self, X) -> bool:
         if self.device == "cuda":
             return True
-        if _is_cupy(X):
+        if is_cupy(X):
             if self.device == "cpu":
                 raise ValueError("device='cpu' but X is a CuPy array: pass X.get() or use device='auto'")
             return True
@@ -284,7 +204,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _validate_gpu(self, X, reset):
         cp = _cupy()
-        if not _is_cupy(X):
+        if not is_cupy(X):
             import scipy.sparse as sp
 
             X = validate_data(self, X, reset=reset, accept_sparse=("csr", "csc"),
@@ -323,7 +243,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             if W is None or H is None:
                 raise ValueError("init='custom' needs both W and H")
             if r is None:
-                r = np.asarray(H).shape[0] if not _is_cupy(H) else H.shape[0]
+                r = np.asarray(H).shape[0] if not is_cupy(H) else H.shape[0]
             _check_custom(H, (r, n), "NMF (input H)", X.dtype)
             _check_custom(W, (m, r), "NMF (input W)", X.dtype)
             return self._to_device(X, W), self._to_device(X, H)
@@ -339,28 +259,28 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return initialize(X, r, self.init, self.random_state)
 
     def _to_device(self, X, A):
-        if _is_cupy(X):
+        if is_cupy(X):
             cp = _cupy()
             return cp.ascontiguousarray(cp.asarray(A, dtype=X.dtype))
-        if _is_cupy(A):
+        if is_cupy(A):
             A = A.get()
         return np.array(A, dtype=X.dtype, order="C", copy=True)
 
     def _check_mask(self, X, mask):
         if mask is None:
             return None
-        if _is_torch(mask):
+        if is_torch(mask):
             mask = mask.detach().cpu().numpy()
         shape = tuple(getattr(mask, "shape", np.shape(mask)))
         if shape != tuple(X.shape):
             raise ValueError(f"mask must have X's shape {tuple(X.shape)}, got {shape}")
         import scipy.sparse as sp
 
-        if _is_cupy(X) != _is_cupy(mask) and not (self.device == "cuda" and not _is_cupy(mask)):
+        if is_cupy(X) != is_cupy(mask) and not (self.device == "cuda" and not is_cupy(mask)):
             raise TypeError("mask and X are on different devices (one CuPy, one host array)")
-        if _is_cupy(X):
+        if is_cupy(X):
             cp = _cupy()
-            mask = mask if _is_cupy(mask) else cp.asarray(mask)
+            mask = mask if is_cupy(mask) else cp.asarray(mask)
             if not hasattr(mask, "tocsr"):
                 mask = mask.astype(X.dtype)
         elif not sp.issparse(mask):
@@ -388,11 +308,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             Non-negative weights, 0 for missing entries (see the class Notes).
         """
         self._validate_params()
-        host_in = not _is_cupy(X)
+        host_in = not is_cupy(X)
         X = self._validate_X(X, reset=True)
         mask = self._check_mask(X, mask)
         W, H, n_iter, err = self._fit(X, W, H, mask, update_H=True)
-        if host_in and _is_cupy(W):  # device='cuda' with host input: results come back
+        if host_in and is_cupy(W):  # device='cuda' with host input: results come back
             W, H = W.get(), H.get()
         self.reconstruction_err_ = err
         self.n_components_ = H.shape[0]
@@ -421,11 +341,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             W, H = self._init_factors(X, W, H, r)
         else:
             H = self.components_
-            if _is_cupy(X):
+            if is_cupy(X):
                 H = _cupy().ascontiguousarray(_cupy().asarray(H))
             r = H.shape[0]
             avg = np.sqrt(float(X.sum()) / (m * n) / r)
-            xp = _cupy() if _is_cupy(X) else np
+            xp = _cupy() if is_cupy(X) else np
             W = xp.full((m, r), avg, dtype=X.dtype)
         from hotops.kernels.nmf.init import regularization
 
@@ -455,10 +375,10 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def transform(self, X):
         """W for new data X, with the learned components_ fixed."""
         check_is_fitted(self)
-        host_in = not _is_cupy(X)
+        host_in = not is_cupy(X)
         X = self._validate_X(X, reset=False)
         W, *_ = self._fit(X, None, None, None, update_H=False)
-        return W.get() if host_in and _is_cupy(W) else W
+        return W.get() if host_in and is_cupy(W) else W
 
     def inverse_transform(self, X):
         """Data back in the original space: X @ components_."""

@@ -85,15 +85,15 @@ def test_fused_frobenius_iterations(rng, monkeypatch, dtype, transposed):
     # one update to the other, W^T V from V^T or from column blocks of V) against the plain
     # numpy reference, on shapes where tasks get one row / no columns / several blocks, with
     # penalties, in several calls (H^T and the Grams rebuilt at each call)
-    from hotops.kernels.nmf import EPSILON, _threads_for, config, cpu
+    from hotops.kernels.nmf import EPSILON, Params, config, cpu
 
     monkeypatch.setattr(config, "DENSE_VT_MAX_BYTES", (1 << 30) if transposed else 0)
     monkeypatch.setattr(config, "DENSE_VT_MIN_ITER", 1)
     for m, n, r in ((23, 17, 3), (1, 40, 2), (40, 1, 2), (3, 70, 5), (90, 35, 1)):
         V, W, H = _problem(rng, m, n, r, dtype=dtype)
-        prob = cpu.DenseProblem(V, None, cpu.Params(2.0, EPSILON), r)
+        prob = cpu.DenseProblem(V, None, Params(2.0, EPSILON), r)
         Wk, Hk = W.copy(), H.copy()
-        with _threads_for(prob, r):
+        with cpu.threads_for(prob, r):
             prob.iterate(Wk, Hk, 4, 0.05, 0.1, 0.02, 0.03, remaining=7)
             prob.iterate(Wk, Hk, 3, 0.05, 0.1, 0.02, 0.03, remaining=3)
         assert (prob.XT is not None) == (transposed and dtype == np.float32)
@@ -158,10 +158,11 @@ def test_bad_input_messages(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_input_scan(dtype):
-    # arrays of at least kernels.nmf._SCAN_MIN entries are scanned by one parallel Numba pass
+    # arrays of at least kernels.nmf.checks._SCAN_MIN entries are scanned by one parallel Numba pass
     # (a float64 sum of the negative entries and of all entries); each kind of bad value,
     # alone, in either task's half, still gets the exact message
-    from hotops.kernels.nmf import _SCAN_MIN, check_nonnegative
+    from hotops.kernels.nmf import check_nonnegative
+    from hotops.kernels.nmf.checks import _SCAN_MIN
 
     m, n = 600, 500
     assert m * n >= _SCAN_MIN

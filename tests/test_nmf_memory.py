@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import scipy.sparse as sp
 
-from hotops.kernels.nmf import EPSILON, cpu
+from hotops.kernels.nmf import EPSILON, Params, cpu
 
 
 def _peak_of(fn) -> int:
@@ -35,8 +35,8 @@ def test_per_iteration_allocations_are_small():
     # a Gram matrix, a few r-vectors, each task's r x block buffer, small fixed overheads
     limit = 8 * (r * r + 4 * r) + 8 * r * config.CPU_COL_BLOCK * numba.get_num_threads() + 4096
     for X, beta in ((Xd, 2.0), (Xd, 1.0), (Xs, 2.0), (Xs, 1.0)):
-        prob = (cpu.SparseProblem(X, None, cpu.Params(beta, EPSILON), r) if sp.issparse(X)
-                else cpu.DenseProblem(X, None, cpu.Params(beta, EPSILON), r))
+        prob = (cpu.SparseProblem(X, None, Params(beta, EPSILON), r) if sp.issparse(X)
+                else cpu.DenseProblem(X, None, Params(beta, EPSILON), r))
         W, H = prob.start(W0.copy(), H0.copy())
         prob.update_W(W, H, 0.0, 0.0)  # compile / warm up
         prob.update_H(W, H, 0.0, 0.0)
@@ -60,7 +60,7 @@ def test_fused_iterations_allocate_no_large_arrays():
     m, n, r = 600, 500, 4
     for dtype in (np.float64, np.float32):
         X = rng.poisson(1.0, (m, n)).astype(dtype)
-        prob = cpu.DenseProblem(X, None, cpu.Params(2.0, EPSILON), r)
+        prob = cpu.DenseProblem(X, None, Params(2.0, EPSILON), r)
         W = (np.abs(rng.standard_normal((m, r))) + 0.1).astype(dtype)
         H = (np.abs(rng.standard_normal((r, n))) + 0.1).astype(dtype)
         prob.iterate(W, H, 1, 0.0, 0.0, 0.0, 0.0, remaining=10)

@@ -133,11 +133,11 @@ def _two_gemms(X, W, H, iters):
 
 def _hotops_iterations(X, W0, H0, iters):
     """The iterations alone (no validation, no objective): hotops' per-iteration cost."""
-    from hotops.kernels.nmf import EPSILON, _threads_for, cpu
+    from hotops.kernels.nmf import EPSILON, Params, cpu
 
-    prob = cpu.DenseProblem(X, None, cpu.Params(2.0, EPSILON), W0.shape[1])
+    prob = cpu.DenseProblem(X, None, Params(2.0, EPSILON), W0.shape[1])
     W, H = W0.copy(), H0.copy()
-    with _threads_for(prob, W.shape[1]):
+    with cpu.threads_for(prob, W.shape[1]):
         # as the fit runs them (kernels.nmf.run_loop with tol=0): all in one fused call,
         # including the transposed copy of V that float32 makes for them
         prob.iterate(W, H, iters, 0.0, 0.0, 0.0, 0.0, remaining=iters)

@@ -14,8 +14,7 @@ numerator while the block is in cache) and of the objective's WH blocks.
 
 ``CPU_SERIAL_WORK``: below this many multiply-adds per iteration (m n r dense, nnz r
 sparse) a fit runs its Numba kernels on one thread: waking the thread pool costs more than
-the work (measured here: a 20 x 3 update takes 9 us on one thread, 0.2-4 ms on two threads
-of a loaded 2-core machine).
+the work, the more so on a loaded machine (``cpu.threads_for``).
 
 ``CPU_TILE_COLS``, ``CPU_TILE_PANEL``: unmasked sparse KL regroups V's entries into tiles of
 ``CPU_TILE_COLS`` columns (a tile of H^T, cols x r, stays in L2 while it is gathered); the W
@@ -24,7 +23,7 @@ stay in cache across the tiles). CPU_TILE_COLS is rounded down to a power of two
 (local column indices are uint16); 0 selects the plain CSR / CSC sweeps.
 
 ``DENSE_VT_MIN_ITER``, ``DENSE_VT_MAX_BYTES``: plain dense Frobenius in float32 reads W^T V
-from a transposed copy of V (see ``cpu.frob_iterate``) when a fit has at least
+from a transposed copy of V (see ``dense.frob_iterate``) when a fit has at least
 ``DENSE_VT_MIN_ITER`` iterations to run (the copy costs about half an iteration) and V has
 at most ``DENSE_VT_MAX_BYTES`` bytes (the copy doubles V's memory); 0 bytes turns it off.
 

@@ -1,4 +1,7 @@
-"""numba.cuda twins of the NMF kernels in ``cpu.py``: same passes, same arithmetic rules.
+"""numba.cuda twins of the NMF CPU kernels (``dense.py``, ``sparse.py``, ``divergence.py``)
+and of their launchers (``cpu.py``): same passes, same arithmetic rules; the per-entry
+arithmetic is the very source of the CPU kernels' (``terms.py``), compiled as device
+functions.
 
 * GEMMs (V H^T, W^T V, W H, the Gram matrices, batched ``matmul`` for the batched solver)
   go to cuBLAS through CuPy; without CuPy (and under the simulator) a plain numba.cuda
@@ -19,95 +22,21 @@ the stacked (B*m, .) views; a per-problem flag freezes the problems that have co
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import _cuda
-from . import config
+from . import config, terms
+from .common import BETA, DEN_ACC, DEN_GRAM, DEN_MAT, DEN_VEC, FROB, KL, finish_error
 
 _cuda.numba_cuda()  # raises the install hint when neither a GPU nor the simulator is there
 from numba import cuda  # noqa: E402  (module global: the simulator swaps it for its fake)
 
-FROB, KL, IS, BETA = 0, 1, 2, 3
-DEN_GRAM, DEN_VEC, DEN_MAT, DEN_ACC = 0, 1, 2, 3
-
-
-# --------------------------------------------------------------------------- device helpers
-
-@cuda.jit(device=True)
-def _num_weight(x, wh, kind, beta, eps, clamp_num):
-    if kind == FROB:
-        return x
-    whc = wh
-    if clamp_num and whc < eps:
-        whc = eps
-    if kind == KL:
-        return x / whc
-    if kind == IS:
-        inv = 1.0 / whc
-        return inv * inv * x
-    return whc ** (beta - 2.0) * x
-
-
-@cuda.jit(device=True)
-def _den_weight(wh, kind, beta, eps, clamp_den):
-    if kind == FROB:
-        return wh
-    if kind == KL:
-        return 1.0
-    whd = wh
-    if clamp_den and whd < eps:
-        whd = eps
-    if kind == IS:
-        return 1.0 / whd
-    return whd ** (beta - 1.0)
-
-
-@cuda.jit(device=True)
-def _finish(f, num, den, l1, l2, gamma, zthr, eps):
-    d = den
-    if l1 > 0:
-        d += l1
-    if l2 > 0:
-        d += l2 * f
-    if d == 0:
-        d = eps
-    q = num / d
-    if gamma != 1.0:
-        q = q ** gamma
-    v = f * q
-    if v < zthr:
-        v = 0.0
-    return v
-
-
-@cuda.jit(device=True)
-def _entry_div(x, wh, kind, beta, eps):
-    """(t0, t1, t2, full): the per-entry parts of the objective, as cpu._terms."""
-    if kind == FROB:
-        d = x - wh
-        return d * d, 0.0, 0.0, 0.5 * d * d
-    whc = wh
-    if whc < eps:
-        whc = eps
-    if kind == KL:
-        if x > eps:
-            lg = x * math.log(x / whc)
-            return lg, x, 0.0, lg - x + wh
-        return 0.0, 0.0, 0.0, wh
-    if kind == IS:
-        if x > eps:
-            div = x / whc
-            lg = math.log(div)
-            return div, lg, 0.0, div - lg - 1.0
-        return 0.0, 0.0, 0.0, -1.0
-    whb = wh ** beta
-    if x > eps:
-        xb = x ** beta
-        xw = x * whc ** (beta - 1.0)
-        return xb, xw, whb, (xb - beta * xw + (beta - 1.0) * whb) / (beta * (beta - 1.0))
-    return 0.0, 0.0, whb, (beta - 1.0) * whb / (beta * (beta - 1.0))
+# the per-entry arithmetic: the same source as the CPU kernels' (terms.py), compiled as
+# device functions
+_num_weight = cuda.jit(device=True)(terms.num_weight)
+_den_weight = cuda.jit(device=True)(terms.den_weight)
+_finish = cuda.jit(device=True)(terms.finish)
+_terms = cuda.jit(device=True)(terms.div_terms)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -222,7 +151,7 @@ def div_dense_kernel(X, WH, M, has_mask, kind, beta, eps, out):
     a2 = 0.0
     a3 = 0.0
     for j in range(n):
-        t0, t1, t2, full = _entry_div(X[i, j], WH[i, j], kind, beta, eps)
+        t0, t1, t2, full = _terms(X[i, j], WH[i, j], kind, beta, eps)
         if has_mask:
             a3 += M[i, j] * full
         else:
@@ -249,7 +178,7 @@ def div_sparse_kernel(indptr, indices, data, weights, has_w, F, G, kind, beta, e
         wh = 0.0
         for k in range(r):
             wh += F[i, k] * G[j, k]
-        t0, t1, t2, full = _entry_div(data[e], wh, kind, beta, eps)
+        t0, t1, t2, full = _terms(data[e], wh, kind, beta, eps)
         if has_w:
             a3 += weights[e] * full
         else:
@@ -442,12 +371,10 @@ def _host_csr(V):
 
 
 def _partial_error(p, dev, parts_dev, sum_wh, n_entries, sum_whb, has_mask):
-    from .cpu import _finish_error
-
     parts = dev.to_host(parts_dev).sum(axis=0)
     if has_mask:
         return float(np.sqrt(2.0 * max(parts[3], 0.0)))
-    return _finish_error(p, parts, sum_wh, n_entries, sum_whb if sum_whb is not None else parts[2])
+    return finish_error(p, parts, sum_wh, n_entries, sum_whb if sum_whb is not None else parts[2])
 
 
 class CudaDenseProblem:
@@ -652,7 +579,6 @@ class CudaSparseProblem:
         m, n = self.shape
         if p.kind == FROB and not self.has_w:
             # scikit-learn's sparse Frobenius: ||X||^2 + tr(W^T W H H^T) - 2 tr(W^T X H^T)
-            r = W.shape[1]
             Wh, Hth = dev.to_host(W).astype(np.float64), dev.to_host(Ht).astype(np.float64)
             data = dev.to_host(self.data).astype(np.float64)
             Xh = _host_csr(self.X) if dev.cp is None else None
@@ -661,7 +587,6 @@ class CudaSparseProblem:
             else:
                 XHt = dev.to_host(self.X @ Ht).astype(np.float64)
             res = (data @ data + np.sum((Wh.T @ Wh @ Hth.T) * Hth.T) - 2.0 * np.sum(XHt * Wh)) / 2.0
-            del r
             with np.errstate(invalid="ignore"):
                 return float(np.sqrt(np.float64(res * 2)))
         out = dev.empty((m, 4), np.float64)
@@ -704,9 +629,9 @@ def make_problem(V, mask, p, r, stream=None):
             return CudaSparseProblem(X, None, p, r, stream)
         # masked sparse: the pattern (mask's stored entries, V gathered there) is built on
         # the host once per fit, then uploaded; the iterations run on the device.
-        from . import _cpu_problem
+        from .cpu import cpu_problem
 
-        hp = _cpu_problem(_host_csr(X), _mask_host(mask), p.beta, r)
+        hp = cpu_problem(_host_csr(X), _mask_host(mask), p.beta, r)
         up = cuda.to_device if Device(X.data, stream).cp is None else Device(X.data, stream).upload
         Xd = DeviceCSR(up(hp.indptr), up(hp.indices), up(hp.data), hp.shape)
         return CudaSparseProblem(Xd, up(hp.w), p, r, stream,
@@ -763,14 +688,12 @@ def batched_fit(V, W, H, mask, p, max_iter, tol, regs, stream=None):
                     p.beta, p.eps, parts)
         ph = dev.to_host(parts).reshape(nb, m, 4).sum(axis=1)
         out = np.empty(nb)
-        from .cpu import _finish_error
-
         sum_wh = dev.to_host(A).reshape(nb, -1).sum(axis=1) if p.kind == KL else np.zeros(nb)
         for b in range(nb):
             if has_mask:
                 out[b] = np.sqrt(2.0 * max(ph[b, 3], 0.0))
             else:
-                out[b] = _finish_error(p, ph[b], sum_wh[b], m * n, ph[b, 2])
+                out[b] = finish_error(p, ph[b], sum_wh[b], m * n, ph[b, 2])
         return out
 
     def weights():

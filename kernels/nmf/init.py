@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["initialize", "initialize_batched", "regularization", "resolve_init"]
+from .._backend import is_cupy
+
+__all__ = ["initialize", "initialize_batched", "nndsvd", "regularization", "resolve_init"]
 
 INITS = (None, "random", "nndsvd", "nndsvda", "nndsvdar")
 
@@ -38,15 +40,18 @@ def resolve_init(init, r, m, n):
 
 
 def _xp(a):
-    if type(a).__module__.split(".")[0] in ("cupy", "cupyx"):
+    if is_cupy(a):
         import cupy
 
         return cupy
     return np
 
 
-def _nndsvd(xp, V, U, S, Vt, r, variant, rng, mean):
-    """NNDSVD on stacked SVD factors U (B, m, k), S (B, k), Vt (B, k, n)."""
+def nndsvd(xp, V, U, S, Vt, r, variant, rng, mean):
+    """NNDSVD (Boutsidis & Gallopoulos 2008) of the stack V (B, m, n) from its SVD factors
+    U (B, m, k), S (B, k), Vt (B, k, n); ``variant`` 'nndsvd', 'nndsvda' (zeros filled with
+    the mean of V[b], ``mean[b]``) or 'nndsvdar' (zeros filled with small random values from
+    ``rng``). Returns (W (B, m, r), H (B, r, n))."""
     U, S, Vt = U[:, :, :r], S[:, :r], Vt[:, :r, :]
     nb, m, n = V.shape
     W = xp.zeros((nb, m, r), V.dtype)
@@ -105,7 +110,7 @@ def initialize(V, r, init=None, random_state=None):
         return xp.asarray(W), xp.asarray(H)
     Vd = V.toarray() if hasattr(V, "toarray") else V
     U, S, Vt = xp.linalg.svd(Vd, full_matrices=False)
-    W, H = _nndsvd(xp, Vd[None], U[None], S[None], Vt[None], r, init, rng, [mean])
+    W, H = nndsvd(xp, Vd[None], U[None], S[None], Vt[None], r, init, rng, [mean])
     return xp.ascontiguousarray(W[0]), xp.ascontiguousarray(H[0])
 
 
@@ -129,5 +134,5 @@ def initialize_batched(V, r, init=None, random_state=None):
         return xp.asarray(W), xp.asarray(H)
     U, S, Vt = xp.linalg.svd(V, full_matrices=False)
     mean_h = mean.get() if hasattr(mean, "get") else mean
-    W, H = _nndsvd(xp, V, U, S, Vt, r, init, rng, mean_h)
+    W, H = nndsvd(xp, V, U, S, Vt, r, init, rng, mean_h)
     return xp.ascontiguousarray(W), xp.ascontiguousarray(H)
