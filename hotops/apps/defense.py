@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cpu_state import flushing_denormals
+
 __all__ = [
     "choose_k", "train_classifier", "greedy_l0_attack", "random_pixel_attack", "evaluate_defense",
     "format_table", "run_training", "digits_28",
@@ -348,15 +350,8 @@ def run_training(args) -> dict:
     if not 1 <= args.t_defense <= 784:
         raise ValueError(f"--t-defense must be in [1, 784], got {args.t_defense}")
     torch.set_num_threads(args.threads)
-    # denormals flushed for speed while training, then the caller's setting restored (it is
-    # process-wide CPU state: left on, it changes every later float computation)
-    tiny = torch.tensor([2.0 ** -130], dtype=torch.float32)
-    flushing = bool((tiny * 1.0)[0] == 0)
-    torch.set_flush_denormal(True)
-    try:
+    with flushing_denormals():
         return _run_training(args)
-    finally:
-        torch.set_flush_denormal(flushing)
 
 
 def _run_training(args) -> dict:

@@ -19,6 +19,8 @@ import numpy as np
 
 from hotops.models.small_cifar import CIFAR10_MEAN, CIFAR10_STD
 
+from ._cpu_state import flushing_denormals
+
 
 def _augment(xb, rng):
     """Random crop (pad 4, reflect) + horizontal flip of a uint8 (B, 3, 32, 32) batch."""
@@ -172,15 +174,5 @@ def run_training(args) -> dict:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not args.lr > 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
-    import torch
-
-    # Denormal floats appear in the small gradients late in training and make x86 CPUs
-    # several times slower; flushing them to zero changes nothing measurable in accuracy.
-    # It is process-wide CPU state: the caller's setting comes back afterwards.
-    tiny = torch.tensor([2.0 ** -130], dtype=torch.float32)
-    flushing = bool((tiny * 1.0)[0] == 0)
-    torch.set_flush_denormal(True)
-    try:
+    with flushing_denormals():
         return train(args)
-    finally:
-        torch.set_flush_denormal(flushing)
