@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._paths import checkpoint
+from ._paths import checkpoint, load_checkpoint
 
 __all__ = ["localizer_net", "load_localizer", "CHECKPOINT", "MEAN", "STD", "ARCH"]
 
@@ -60,17 +60,23 @@ def load_localizer(path=None):
     model : :func:`localizer_net` in eval mode, float32
     meta : dict with ``classes``, ``mean``, ``std`` (normalisation of RGB in [0, 1]),
         ``canvas`` (side), ``test_accuracy`` (on held-out canvases) and ``train``.
-    """
-    import torch
 
+    The file is read with ``torch.load(weights_only=True)`` (tensors and plain data only):
+    ``ValueError`` naming the file when it holds anything else or is not a localizer
+    checkpoint, ``FileNotFoundError`` when it is missing.
+    """
     p = Path(path) if path is not None else CHECKPOINT
     if not p.exists():
         raise FileNotFoundError(f"checkpoint not found: {p} (train one with: hotops train localizer)")
-    ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    arch = dict(ckpt["arch"])
-    model = localizer_net(**arch)
-    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()})
+    ckpt = load_checkpoint(p, "localizer checkpoint")
+    try:
+        arch = dict(ckpt["arch"])
+        model = localizer_net(**arch)
+        model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()})
+        meta = {k: ckpt[k] for k in ("classes", "mean", "std", "canvas", "test_accuracy", "train")}
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise ValueError(f"{p} is not a localizer checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     model.eval()
-    meta = {k: ckpt[k] for k in ("classes", "mean", "std", "canvas", "test_accuracy", "train")}
     meta["classes"] = tuple(meta["classes"])
     return model, meta

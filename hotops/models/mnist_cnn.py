@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._paths import CHECKPOINT_DIR
+from ._paths import CHECKPOINT_DIR, load_checkpoint
 
 __all__ = ["MnistCNN", "load_defense_model", "CHECKPOINT_DIR", "defense_checkpoint"]
 
@@ -67,13 +67,20 @@ def load_defense_model(kind: str = "topk", path=None) -> tuple[MnistCNN, dict]:
     -------
     model, meta : meta holds ``k`` (top-k model: coefficients it was trained on), the
     training settings and the measured test accuracy.
+
+    The file is read with ``torch.load(weights_only=True)`` (tensors and plain data only):
+    ``ValueError`` naming the file when it holds anything else or is not a defence checkpoint.
     """
     p = Path(path) if path is not None else defense_checkpoint(kind)
     if not p.exists():
         raise FileNotFoundError(f"no defence checkpoint at {p} (train one with `hotops train defense`)")
-    ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    model = MnistCNN(**ckpt["arch"])
-    model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
+    ckpt = load_checkpoint(p, "defence checkpoint")
+    try:
+        model = MnistCNN(**ckpt["arch"])
+        model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise ValueError(f"{p} is not a defence checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model, meta

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._paths import checkpoint
+from ._paths import checkpoint, load_checkpoint
 
 __all__ = ["SmallCifarNet", "load_small_cifar", "CHECKPOINT", "DEFAULT_WIDTHS"]
 
@@ -110,6 +110,10 @@ def load_small_cifar(pretrained: bool = True, path=None, map_location="cpu"):
     meta : dict with ``classes`` (tuple of str), ``mean`` and ``std`` (per-channel input
         normalisation, applied to RGB in [0, 1]), ``test_accuracy`` (float in [0, 1]) and
         ``train`` (how it was trained), or just the defaults when not pretrained.
+
+    The file is read with ``torch.load(weights_only=True)`` (tensors and plain data only):
+    ``ValueError`` naming the file when it holds anything else or is not a small_cifar
+    checkpoint.
     """
     from ..data import CIFAR10_CLASSES
 
@@ -118,13 +122,7 @@ def load_small_cifar(pretrained: bool = True, path=None, map_location="cpu"):
     if pretrained or p.exists():
         if not p.exists():
             raise FileNotFoundError(f"checkpoint not found: {p} (train one with: hotops train small-cifar)")
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    arch = (ckpt or {}).get("arch", {})
-    model = SmallCifarNet(
-        num_classes=arch.get("num_classes", 10),
-        widths=tuple(arch.get("widths", DEFAULT_WIDTHS)),
-        residual=arch.get("residual", True),
-    )
+        ckpt = load_checkpoint(p, "small_cifar checkpoint", map_location=map_location)
     meta = {
         "classes": CIFAR10_CLASSES,
         "mean": CIFAR10_MEAN,
@@ -132,16 +130,26 @@ def load_small_cifar(pretrained: bool = True, path=None, map_location="cpu"):
         "test_accuracy": None,
         "train": {},
     }
-    if ckpt is not None:
-        meta.update(
-            classes=tuple(ckpt["classes"]),
-            mean=tuple(float(v) for v in ckpt["mean"]),
-            std=tuple(float(v) for v in ckpt["std"]),
-            test_accuracy=float(ckpt["test_accuracy"]),
-            train=dict(ckpt.get("train", {})),
+    try:
+        arch = (ckpt or {}).get("arch", {})
+        model = SmallCifarNet(
+            num_classes=arch.get("num_classes", 10),
+            widths=tuple(arch.get("widths", DEFAULT_WIDTHS)),
+            residual=arch.get("residual", True),
         )
-    if pretrained:
-        state = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
-        model.load_state_dict(state)
+        if ckpt is not None:
+            meta.update(
+                classes=tuple(ckpt["classes"]),
+                mean=tuple(float(v) for v in ckpt["mean"]),
+                std=tuple(float(v) for v in ckpt["std"]),
+                test_accuracy=float(ckpt["test_accuracy"]),
+                train=dict(ckpt.get("train", {})),
+            )
+        if pretrained:
+            state = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
+            model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise ValueError(f"{p} is not a small_cifar checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     model.eval()
     return model, meta

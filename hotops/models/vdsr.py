@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._paths import checkpoint
+from ._paths import checkpoint, load_checkpoint, plain, save_checkpoint
 
 __all__ = ["VDSR", "CHECKPOINT"]
 
@@ -148,29 +148,41 @@ class VDSR(nn.Module):
     # ------------------------------------------------------------------ checkpoints
 
     def save(self, path, metadata: dict | None = None, half: bool = True) -> Path:
-        """Write ``{'state_dict', 'config', 'metadata'}``; float16 weights when ``half``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write ``{'state_dict', 'config', 'metadata'}``; float16 weights when ``half``.
+
+        The metadata is stored as plain data (``hotops.models._paths.plain``: numbers,
+        strings, lists, dicts), so that :meth:`load` reads the file with
+        ``torch.load(weights_only=True)``; the file is replaced atomically.
+        """
         sd = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
               for k, v in self.state_dict().items()}
-        meta = dict(self.metadata if metadata is None else metadata)
-        torch.save({"state_dict": sd, "config": {"depth": self.depth, "channels": self.channels},
-                    "metadata": meta, "format": "hotops-vdsr-1"}, path)
-        return path
+        meta = plain(dict(self.metadata if metadata is None else metadata))
+        return save_checkpoint({"state_dict": sd, "config": {"depth": self.depth, "channels": self.channels},
+                                "metadata": meta, "format": "hotops-vdsr-1"}, path)
 
     @classmethod
     def load(cls, path, map_location="cpu") -> "VDSR":
-        """Load a checkpoint written by :meth:`save` or by ``hotops train vdsr``."""
+        """Load a checkpoint written by :meth:`save` or by ``hotops train vdsr``.
+
+        The file is read with ``torch.load(weights_only=True)``: tensors and plain data only,
+        so a crafted file cannot run code. Raises ``FileNotFoundError`` when there is no file,
+        ``ValueError`` (naming the file) when it is not a VDSR checkpoint or holds anything else.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"VDSR checkpoint not found: {path}")
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-        if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        ckpt = load_checkpoint(path, "VDSR checkpoint", map_location=map_location)
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
             raise ValueError(f"{path} is not a hotops VDSR checkpoint (no 'state_dict')")
         cfg = ckpt.get("config", {})
-        model = cls(depth=int(cfg.get("depth", 20)), channels=int(cfg.get("channels", 64)))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
-        model.metadata = dict(ckpt.get("metadata", {}))
+        try:
+            model = cls(depth=int(cfg.get("depth", 20)), channels=int(cfg.get("channels", 64)))
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                   for k, v in ckpt["state_dict"].items()})
+        except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{path} is not a hotops VDSR checkpoint ({str(exc).splitlines()[0]})") from None
+        meta = ckpt.get("metadata", {})
+        model.metadata = dict(meta) if isinstance(meta, dict) else {}
         model.eval()
         return model
 
