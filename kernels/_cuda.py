@@ -75,6 +75,29 @@ def stream_for(stream=None, like=None):
     return stream  # already a numba stream
 
 
+def copy_into(dst, src, stream=None) -> None:
+    """dst[...] = src for CUDA arrays of one shape and dtype, src C-contiguous (the last
+    step of an op that computed through a temporary because ``out`` overlapped its input).
+    A strided dst needs CuPy (or the simulator); numba's own device arrays copy only
+    between contiguous buffers."""
+    if is_simulated_device_array(dst):
+        dst._ary[...] = src._ary if is_simulated_device_array(src) else src
+        return
+    if is_cupy(dst):
+        import cupy
+
+        if stream:
+            with cupy.cuda.ExternalStream(stream):
+                dst[...] = src
+        else:
+            dst[...] = src
+        return
+    d = as_device(dst)
+    if not d.is_c_contiguous():
+        raise ValueError("out must be C-contiguous when it shares memory with an input")
+    d.copy_to_device(as_device(src), stream=stream_for(stream, like=dst))
+
+
 def blocks_for(n: int, threads: int) -> int:
     return max(1, (n + threads - 1) // threads)
 

@@ -191,3 +191,29 @@ def test_property_max_dominates_and_is_attained(g):
     np.testing.assert_array_equal(np.take_along_axis(a, arg[:, None].astype(np.intp), 1)[:, 0], m)
     before = np.arange(g.shape[1])[None, :, None, None] < arg[:, None]  # channels before the winner
     assert np.all(a[before] < np.broadcast_to(m[:, None], a.shape)[before])
+
+
+def test_outputs_sharing_memory_with_g(backend, rng):
+    # computed through a temporary, as if out and g were disjoint
+    g = rng.standard_normal((2, 3, 4, 5))
+    want = reference.channel_max_abs(g)
+    d = backend.put(g.copy())
+    out = d.reshape(120)[7:47].reshape(2, 4, 5)  # inside g's memory
+    res = cm.channel_max_abs(d, out=out)
+    np.testing.assert_array_equal(backend.get(res), want)
+    want_grad = reference.channel_max_abs_backward(np.ones_like(want), g)
+    d = backend.put(g.copy())
+    cm.channel_max_abs_backward(backend.put(np.ones_like(want)), d, backend.put(want), out=d)  # over g itself
+    np.testing.assert_array_equal(backend.get(d), want_grad)
+
+
+def test_read_only_and_shared_outputs():
+    g = np.random.default_rng(0).standard_normal((1, 2, 3, 3))
+    out = np.empty((1, 3, 3))
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        cm.channel_max_abs(g, out=out)
+    both = np.empty(9, np.int32)
+    with pytest.raises(ValueError, match="out and argmax must not share memory"):
+        cm.channel_max_abs(g.astype(np.float32), out=both.view(np.float32).reshape(1, 3, 3),
+                           argmax=both.reshape(1, 3, 3))

@@ -130,3 +130,17 @@ def test_property_single_gaussian_matches_scipy():
         np.testing.assert_allclose(got, multivariate_normal(mu, cov).logpdf(x).reshape(-1), rtol=1e-9, atol=1e-9)
 
     check()
+
+
+def test_out_sharing_memory_with_x_and_read_only_out(rng):
+    x = rng.standard_normal((50, 2))
+    w, mu, cov = np.array([0.4, 0.6]), rng.standard_normal((2, 2)), np.stack([np.eye(2), 2 * np.eye(2)])
+    want = gmm_log_likelihood(x.copy(), w, mu, cov)
+    flat = x.reshape(-1)  # out inside x's memory: computed through a temporary
+    out = flat[10:60]
+    gmm_log_likelihood(flat[:100].reshape(50, 2), w, mu, cov, out=out)
+    np.testing.assert_array_equal(out, want)
+    ro = np.empty(50)
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        gmm_log_likelihood(x, w, mu, cov, out=ro)

@@ -416,3 +416,23 @@ def test_workspace_is_per_thread(rng):
             got = list(pool.map(lambda x: rz.imresize(x, 0.5), images))
             for g, e in zip(got, expected):
                 np.testing.assert_array_equal(g, e)
+
+
+def test_out_sharing_memory_with_x(backend, rng):
+    # computed through a temporary, as if out and x were disjoint
+    x = rng.random((2, 3, 16, 16))
+    want = rz.imresize(x.copy(), 0.5)
+    buf = np.zeros(x.size + 64)
+    buf[: x.size] = x.ravel()
+    d = backend.put(buf)
+    dx = d[: x.size].reshape(x.shape)
+    out = d[40 : 40 + want.size].reshape(want.shape)
+    rz.imresize(dx, 0.5, out=out)
+    np.testing.assert_array_equal(backend.get(out), want)
+
+
+def test_read_only_out():
+    out = np.empty((4, 4))
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        rz.imresize(np.ones((8, 8)), 0.5, out=out)

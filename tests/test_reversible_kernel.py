@@ -158,3 +158,18 @@ def test_bad_arguments(rng):
         kr.quantize(np.zeros(3), 8, np.zeros(3, np.int16))
     with pytest.raises(TypeError, match="y must be a numpy array"):
         kr.couple_([1.0], [1.0], -1)
+
+
+def test_outputs_overlapping_inputs_in_part_are_refused():
+    buf = np.arange(12.0)
+    with pytest.raises(ValueError, match="y and f overlap in part"):
+        kr.couple_(buf[1:9], buf[:8])
+    acc = np.zeros(12)
+    with pytest.raises(ValueError, match="y and acc must not share memory"):
+        kr.couple_(acc[:6], np.ones(6), acc=acc[3:9], add=np.ones(6))
+    with pytest.raises(ValueError, match="out and x overlap in part"):
+        kr.quantize(buf[:6], 4, buf.view(np.int64)[2:8])
+    # an output that is exactly its input is fine: every element is read before it is written
+    f = np.arange(6.0)
+    kr.couple_(f, f, sign=-1)
+    np.testing.assert_array_equal(f, np.zeros(6))

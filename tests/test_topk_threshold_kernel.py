@@ -279,3 +279,43 @@ def test_short_row_select_matches_radix(kind, rng, monkeypatch):
     ref_e = topk_threshold(y - x, 20)
     np.testing.assert_array_equal(e, ref_e)
     np.testing.assert_array_equal(z, y - ref_e)
+
+
+def test_out_overlapping_c_in_part(backend, rng, small_launch):
+    # out = c shifted by one element: computed through a temporary, as if they were disjoint
+    buf = rng.standard_normal(101)
+    want = reference.topk_threshold(buf[:100].copy(), 10)[0]
+    d = backend.put(buf)
+    res = topk_threshold(d[:100], 10, out=d[1:])
+    np.testing.assert_array_equal(backend.get(res), want)
+    np.testing.assert_array_equal(backend.get(d)[1:], want)
+    # a transposed view of a square matrix starts at the same address but is no alias
+    sq = rng.standard_normal((6, 6))
+    want = reference.topk_threshold(sq.copy(), 2)[0]
+    ds = backend.put(sq)
+    topk_threshold(ds, 2, out=ds.T)
+    np.testing.assert_array_equal(backend.get(ds).T, want)
+
+
+def test_read_only_out():
+    c = np.arange(10.0)
+    out = np.zeros(10)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        topk_threshold(c, 3, out=out)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        tk.apply_mask(c, c > 4, out=out)
+    X = np.fft.rfft(c)
+    outX = np.zeros_like(X)
+    outX.setflags(write=False)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        tk.hermitian_threshold(X, 3, (10,), out=outX)
+
+
+def test_patch_must_hold_integers():
+    y = np.zeros((14, 14))
+    for patch in [(7.5, 7), ("7", "7"), (True, True), (7,), 7, "77"]:
+        with pytest.raises(TypeError, match="patch must be a pair of integers"):
+            tk.patchwise_iht(y, 2, 1, patch=patch)
+    x, e = tk.patchwise_iht(y, 2, 1, patch=(np.int64(7), np.int32(7)))
+    assert x.shape == e.shape == y.shape

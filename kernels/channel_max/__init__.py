@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .._backend import CPU, backend_of
-from .._validate import check_dtype, check_ndim, check_out
+from .._validate import check_dtype, check_ndim, check_out, overlap, overlaps_any
 
 __all__ = ["channel_max_abs", "channel_max_abs_backward", "ARGMAX_DTYPE"]
 
@@ -48,7 +48,9 @@ def channel_max_abs(g, *, return_argmax: bool = False, out=None, argmax=None, st
     return_argmax : bool
         Also return the winning channel index (int32, shape (N, H, W)).
     out, argmax : arrays, optional
-        Preallocated C-contiguous outputs on g's device (argmax implies ``return_argmax``).
+        Preallocated C-contiguous, writeable outputs on g's device (argmax implies
+        ``return_argmax``). Outputs that share memory with g (or with each other) are
+        written through temporaries.
     stream : int, optional
         CUDA stream handle to launch on (torch's current stream in the bindings).
 
@@ -74,6 +76,14 @@ def channel_max_abs(g, *, return_argmax: bool = False, out=None, argmax=None, st
             argmax = _empty(backend, shape, ARGMAX_DTYPE, g)
         else:
             check_out("argmax", argmax, shape, ARGMAX_DTYPE)
+            if overlap(argmax, out) != "none":
+                raise ValueError("out and argmax must not share memory")
+    if overlaps_any(out, g) or overlaps_any(argmax, g):  # outputs in g's memory: compute, then write
+        res = channel_max_abs(g, return_argmax=want_argmax, stream=stream)
+        _write_out(out, res[0] if want_argmax else res, backend, stream)
+        if want_argmax:
+            _write_out(argmax, res[1], backend, stream)
+        return (out, argmax) if want_argmax else out
     if math.prod(shape) > 0:
         if backend == CPU:
             from . import cpu
@@ -84,6 +94,16 @@ def channel_max_abs(g, *, return_argmax: bool = False, out=None, argmax=None, st
 
             cuda.forward(g, out, argmax if want_argmax else None, stream=stream)
     return (out, argmax) if want_argmax else out
+
+
+def _write_out(out, res, backend, stream=None) -> None:
+    """out[...] = res, on the host or the device."""
+    if backend == CPU:
+        out[...] = res
+        return
+    from .. import _cuda
+
+    _cuda.copy_into(out, res, stream)
 
 
 def channel_max_abs_backward(grad_out, g, m, *, out=None, stream=None):
@@ -122,6 +142,10 @@ def channel_max_abs_backward(grad_out, g, m, *, out=None, stream=None):
         out = _empty(backend, tuple(g.shape), dtype, g)
     else:
         check_out("out", out, tuple(g.shape), dtype)
+        if overlaps_any(out, grad_out, g, m):  # compute first, then write
+            res = channel_max_abs_backward(grad_out, g, m, stream=stream)
+            _write_out(out, res, backend, stream)
+            return out
     if math.prod(g.shape) > 0:
         if backend == CPU:
             from . import cpu

@@ -66,7 +66,7 @@ def _flat_view(name: str, g, backend):
         if not (g.flags.c_contiguous or g.flags.f_contiguous):
             raise ValueError(f"{name} must be contiguous (clipping works in place on its memory)")
         if not g.flags.writeable:
-            raise ValueError(f"{name} is read-only")
+            raise ValueError(f"{name} is read-only: it must be writeable")
         return g.reshape(-1, order="F" if not g.flags.c_contiguous else "C")
     from .. import _cuda
 

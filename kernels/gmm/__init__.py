@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .._backend import CPU, backend_of
-from .._validate import check_dtype, check_ndim, check_out
+from .._validate import check_dtype, check_ndim, check_out, overlaps_any
 from . import config
 
 __all__ = ["gmm_log_likelihood", "prepare_parameters"]
@@ -85,7 +85,8 @@ def gmm_log_likelihood(x, weights, means, covariances, *, out=None, stream=None)
         Mixture parameters (host arrays, e.g. a fitted ``sklearn.mixture.GaussianMixture``'s
         ``weights_``, ``means_``, ``covariances_``); weights are normalised to sum to one.
     out : array, optional
-        Preallocated C-contiguous (P,) output on x's device, x's dtype.
+        Preallocated C-contiguous, writeable (P,) output on x's device, x's dtype (one that
+        shares memory with x is written through a temporary).
     stream : int, optional
         CUDA stream handle to launch on.
 
@@ -117,6 +118,15 @@ def gmm_log_likelihood(x, weights, means, covariances, *, out=None, stream=None)
             out = _cuda.empty((n,), dtype, like=x)
     else:
         check_out("out", out, (n,), dtype)
+        if overlaps_any(out, x):  # out shares x's memory: compute first, then write
+            res = gmm_log_likelihood(x, weights, means, covariances, stream=stream)
+            if backend == CPU:
+                out[...] = res
+            else:
+                from .. import _cuda
+
+                _cuda.copy_into(out, res, stream)
+            return out
     if n == 0:
         return out
     if backend == CPU:

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._backend import CPU, backend_of
-from .._validate import check_dtype, check_out
+from .._validate import check_dtype, check_out, overlaps_any
 from .color import rgb2ycbcr, ycbcr2rgb
 from .metrics import psnr, ssim
 from .tables import AxisTable, axis_table, cubic
@@ -178,6 +178,15 @@ def _apply(x, plan: ResizePlan, transpose: bool, out, stream, check_finite: bool
         out = _empty(backend, out_shape, dtype, x)
     else:
         check_out("out", out, out_shape, dtype)
+        if overlaps_any(out, x):  # out shares x's memory: resize into a temporary, then write
+            res = _apply(x, plan, transpose, None, stream, check_finite, name)
+            if backend == CPU:
+                out[...] = res
+            else:
+                from .. import _cuda
+
+                _cuda.copy_into(out, res, stream)
+            return out
     if math.prod(out_shape) == 0:  # N or C is zero
         return out
 
@@ -236,7 +245,8 @@ def imresize(x, scale=None, output_shape=None, antialias: bool = True, out=None,
     antialias : bool
         Widen the kernel when shrinking (MATLAB's default).
     out : array, optional
-        Preallocated C-contiguous output on x's device.
+        Preallocated C-contiguous, writeable output on x's device (one that shares memory
+        with x is written through a temporary).
     stream : int, optional
         CUDA stream handle to launch on (torch's current stream in the bindings).
     check_finite : bool

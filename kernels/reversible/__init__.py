@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from .._backend import CPU, backend_of
-from .._validate import check_dtype
+from .._validate import NO_OVERLAP, PARTIAL_OVERLAP, check_dtype, overlap
 
 __all__ = ["couple_", "quantize", "dequantize", "quantize_couple_", "fixed_point_limit", "CPU_DTYPES",
            "CUDA_DTYPES", "INT_DTYPES"]
@@ -78,13 +78,28 @@ def _flat(name: str, a, backend):
 
 def _writeable(name: str, a, backend) -> None:
     if backend == CPU and not a.flags.writeable:
-        raise ValueError(f"{name} is read-only")
+        raise ValueError(f"{name} is read-only: it must be writeable")
 
 
 def _same_shape(ref_name: str, ref, **others) -> None:
     for name, a in others.items():
         if a is not None and tuple(a.shape) != tuple(ref.shape):
             raise ValueError(f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(a.shape)}")
+
+
+def _check_overlap(written: dict, read: dict) -> None:
+    """The element-wise passes read each element before they write it, so an output may be
+    the very array it reads (``same``), but no output may overlap an input in part, nor
+    another output at all: ``ValueError`` naming both."""
+    names = list(written)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if overlap(written[a], written[b]) != NO_OVERLAP:
+                raise ValueError(f"{a} and {b} must not share memory (both are written)")
+        for b, x in read.items():
+            if overlap(written[a], x) == PARTIAL_OVERLAP:
+                raise ValueError(f"{a} and {b} overlap in part: the in-place pass would read values it has "
+                                 "already written")
 
 
 def _check_sign(sign) -> int:
@@ -144,6 +159,7 @@ def couple_(y, f, sign: int = -1, *, acc=None, add=None, check_finite: bool = Tr
         _same_shape("y", y, acc=acc, add=add)
         _writeable("acc", acc, backend)
     _writeable("y", y, backend)
+    _check_overlap({"y": y, "acc": acc}, {"f": f, "add": add})
     n = math.prod(y.shape)
     if n == 0:
         return 0
@@ -166,6 +182,7 @@ def quantize(x, frac_bits: int, out, *, stream=None) -> int:
     frac_bits = _check_frac_bits(frac_bits, idt)
     _same_shape("x", x, out=out)
     _writeable("out", out, backend)
+    _check_overlap({"out": out}, {"x": x})
     if math.prod(x.shape) == 0:
         return 0
     args = (_flat("x", x, backend), _flat("out", out, backend), float(2.0**frac_bits), fixed_point_limit(idt))
@@ -182,6 +199,7 @@ def dequantize(q, frac_bits: int, out, *, stream=None) -> None:
     frac_bits = _check_frac_bits(frac_bits, idt)
     _same_shape("q", q, out=out)
     _writeable("out", out, backend)
+    _check_overlap({"out": out}, {"q": q})
     if math.prod(q.shape) == 0:
         return
     args = (_flat("q", q, backend), _flat("out", out, backend), float(2.0**-frac_bits))
@@ -232,6 +250,7 @@ def quantize_couple_(y, f, frac_bits: int, sign: int = -1, *, acc=None, add=None
         _same_shape("y", y, acc=acc, add=add)
         _writeable("acc", acc, backend)
     _writeable("y", y, backend)
+    _check_overlap({"y": y, "acc": acc}, {"f": f, "add": add})
     if math.prod(y.shape) == 0:
         return 0
     yf, ff = _flat("y", y, backend), _flat("f", f, backend)

@@ -40,7 +40,7 @@ import numbers
 import numpy as np
 
 from .._backend import CPU, backend_of, is_cupy, is_torch
-from .._validate import check_axes, check_dtype, check_int
+from .._validate import PARTIAL_OVERLAP, SAME_MEMORY, check_axes, check_dtype, check_int, check_out, overlap
 from . import config, project, recovery
 from .transforms import TRANSFORMS, from_end, hermitian_partner, to_end, workers_for, xp_fft
 
@@ -73,17 +73,6 @@ def _check_axis(axis, ndim: int) -> int:
     return axis % ndim
 
 
-def _shares_memory(a, b) -> bool:
-    if a is None or b is None:
-        return False
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return np.shares_memory(a, b)
-    try:
-        return a.__cuda_array_interface__["data"][0] == b.__cuda_array_interface__["data"][0]
-    except Exception:
-        return a is b
-
-
 def topk_threshold(c, k, axis=-1, out=None, return_mask=False, stream=None):
     """Keep the k entries of largest magnitude along ``axis``, set the others to zero.
 
@@ -98,8 +87,10 @@ def topk_threshold(c, k, axis=-1, out=None, return_mask=False, stream=None):
     axis : int
         The axis along which rows run (default: last).
     out : array, optional
-        Result array of c's shape and dtype on c's device; may be ``c`` itself (in place).
-        Otherwise ``c`` is never modified.
+        Writeable result array of c's shape and dtype on c's device; may be ``c`` itself
+        (in place). An ``out`` that overlaps ``c`` only in part is written through a
+        temporary (the result is as if they were disjoint). Otherwise ``c`` is never
+        modified.
     return_mask : bool
         Also return the boolean mask of the kept entries (exactly k True per row).
     stream : int, optional
@@ -136,17 +127,30 @@ def topk_threshold(c, k, axis=-1, out=None, return_mask=False, stream=None):
     if n == 0:
         raise ValueError(f"c has no entries along axis {axis} (shape {tuple(c.shape)})")
     k = check_k("k", k, n)
+    in_place = False
     if out is not None:
-        if tuple(out.shape) != tuple(c.shape):
-            raise ValueError(f"out must have shape {tuple(c.shape)}, got {tuple(out.shape)}")
-        if np.dtype(out.dtype) != dtype:
-            raise TypeError(f"out must have dtype {dtype.name}, got {np.dtype(out.dtype).name}")
+        check_out("out", out, c.shape, dtype, contiguous=False)
+        how = overlap(c, out)
+        if how == PARTIAL_OVERLAP:  # out overlaps c in part: compute first, then write
+            res = topk_threshold(c, k, ax, None, return_mask, stream)
+            _write_out(out, res[0] if return_mask else res, backend, stream)
+            return (out, res[1]) if return_mask else out
+        in_place = how == SAME_MEMORY
     if backend == CPU:
-        return _topk_cpu(c, k, ax, out, return_mask)
+        return _topk_cpu(c, k, ax, out, return_mask, in_place)
     from . import cuda
 
-    return cuda.topk_threshold(c, k, ax, out, return_mask, stream=stream,
-                               in_place=_shares_memory(c, out))
+    return cuda.topk_threshold(c, k, ax, out, return_mask, stream=stream, in_place=in_place)
+
+
+def _write_out(out, res, backend, stream=None) -> None:
+    """out[...] = res, on the host or the device."""
+    if backend == CPU:
+        out[...] = res
+        return
+    from .. import _cuda
+
+    _cuda.copy_into(out, res, stream)
 
 
 def _raise_nonfinite(name: str, bad: np.ndarray) -> None:
@@ -154,10 +158,9 @@ def _raise_nonfinite(name: str, bad: np.ndarray) -> None:
     raise ValueError(f"{name} must be finite: {rows.size} row(s) hold NaN or inf (first: row {rows[0]})")
 
 
-def _topk_cpu(c, k, ax, out, return_mask):
+def _topk_cpu(c, k, ax, out, return_mask, in_place):
     from . import cpu
 
-    in_place = out is not None and np.shares_memory(c, out)
     if in_place and not np.isfinite(c).all():
         raise ValueError("c must be finite (it holds NaN or inf); nothing was written")
     x = np.moveaxis(c, ax, -1)
@@ -213,14 +216,17 @@ def hermitian_threshold(X, k, signal_shape, out=None, return_mask=True):
     """
     from . import cpu
 
-    backend_of(X=X, out=out)
-    check_dtype("X", X, (np.complex64, np.complex128))
-    signal_shape = tuple(int(s) for s in signal_shape)
+    if backend_of(X=X, out=out) != CPU:
+        raise TypeError("X must be a numpy array: the pair-aware select runs on the CPU")
+    dtype = check_dtype("X", X, (np.complex64, np.complex128))
+    signal_shape = _check_shape("signal_shape", signal_shape)
     d = len(signal_shape)
     half = (*signal_shape[:-1], signal_shape[-1] // 2 + 1)
     if tuple(X.shape[len(X.shape) - d:]) != half:
         raise ValueError(f"X must end in the half-spectrum shape {half}, got {tuple(X.shape)}")
     k = check_k("k", k, math.prod(signal_shape))
+    if out is not None:
+        check_out("out", out, X.shape, dtype, contiguous=False)
     m = math.prod(half)
     lead = tuple(X.shape[: len(X.shape) - d])
     x2 = np.ascontiguousarray(X.reshape(-1, m))
@@ -238,13 +244,34 @@ def hermitian_threshold(X, k, signal_shape, out=None, return_mask=True):
     return (res, mask) if return_mask else res
 
 
+def _check_shape(name: str, shape) -> tuple[int, ...]:
+    """A signal shape: a non-empty sequence of positive integers (numpy integers too)."""
+    try:
+        values = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of integers, got {shape!r}") from None
+    if not values:
+        raise ValueError(f"{name} must name at least one axis, got {shape!r}")
+    return tuple(check_int(f"{name}[{i}]", v, min=1) for i, v in enumerate(values))
+
+
 def apply_mask(x, mask, out=None):
     """x where mask else 0 (numpy, same shapes): the linear part of H_k with a fixed support."""
     from . import cpu
 
+    if backend_of(x=x, mask=mask, out=out) != CPU:
+        raise TypeError("x must be a numpy array: apply_mask runs on the CPU")
+    dtype = np.dtype(x.dtype)
+    if dtype.kind not in "biu" and dtype not in _CPU_DTYPES:
+        raise TypeError(f"x must have a float32, float64, complex64, complex128, integer or bool dtype; "
+                        f"got {dtype.name}")
+    if np.dtype(mask.dtype).kind not in "biu":
+        raise TypeError(f"mask must have dtype bool (or integer 0/1), got {np.dtype(mask.dtype).name}")
     if tuple(mask.shape) != tuple(x.shape):
         raise ValueError(f"mask must have shape {tuple(x.shape)}, got {tuple(mask.shape)}")
-    x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1] if x.ndim else 1)
+    if out is not None:
+        check_out("out", out, x.shape, dtype, contiguous=False)
+    x2 = np.ascontiguousarray(x).reshape(-1, x.shape[-1] if x.ndim and x.size else 1)
     m2 = np.ascontiguousarray(mask, dtype=np.bool_).reshape(x2.shape)
     out2 = np.empty_like(x2)
     if x2.size:
@@ -466,10 +493,10 @@ def patchwise_iht(y, k, t, patch=(7, 7), n_iter=20, tol=1e-6, transform="dct", *
     _check_array("y", y, "patchwise_iht")
     if y.ndim < 2:
         raise ValueError(f"y must have at least 2 dimensions (..., H, W), got shape {tuple(y.shape)}")
-    try:
-        ph, pw = (int(p) for p in patch)
-    except (TypeError, ValueError):
-        raise TypeError(f"patch must be a pair of integers, got {patch!r}") from None
+    if (isinstance(patch, (str, bytes)) or not hasattr(patch, "__len__") or len(patch) != 2
+            or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) for p in patch)):
+        raise TypeError(f"patch must be a pair of integers, got {patch!r}")
+    ph, pw = (int(p) for p in patch)
     h, w_ = y.shape[-2:]
     if ph < 1 or pw < 1 or h % ph or w_ % pw:
         raise ValueError(f"patch {tuple(patch)} must have positive sides dividing the image size {(h, w_)}")
