@@ -267,3 +267,184 @@ def test_addresses_entry_bad_input():
     with pytest.raises(ValueError, match="lr"):
         kc.clip_grad_adjustable_addresses_([0], [0], np.float32, 0.4, 0.0)
     assert kc.clip_grad_adjustable_addresses_([], [], np.float32, 0.4, 0.1) == (0, 0)
+
+
+# --- gradient tensors (not parameters) are clipped themselves ----------------------------------
+
+
+def test_plain_tensors_are_clipped_themselves():
+    gen = torch.Generator().manual_seed(2)
+    grads = [torch.randn(s, generator=gen) * 3 for s in [(4, 3), (5,), (2, 2, 2)]]
+    expected = [g.clone().clamp_(-2.0, 2.0) for g in grads]
+    n_clip = sum(int((g.abs() > 2.0).sum()) for g in grads)
+    assert clip_params_(grads, 0.2, 0.1) == n_clip / sum(g.numel() for g in grads) > 0
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+    one = torch.tensor([5.0, -0.5, -7.0])  # a tensor on its own, and through the surface
+    assert clip_params_(one, 1.0, 1.0) == 2 / 3
+    torch.testing.assert_close(one, torch.tensor([1.0, -0.5, -1.0]), rtol=0, atol=0)
+    import hotops
+
+    two = torch.tensor([[3.0, 0.25]], dtype=torch.float64)
+    assert hotops.clip_grad_adjustable_(two, 1.0, 2.0) == 0.5
+    assert hotops.clip_grad_adjustable_([torch.tensor([2.0, 0.5]), torch.tensor([-0.25])], 1.0, 2.0) == 1 / 3
+
+
+def test_gradients_from_autograd_grad_and_mixed_lists():
+    model = torch.nn.Linear(3, 2)
+    loss = (model(torch.randn(8, 3) * 10) ** 2).sum()
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    expected = [g.clone().clamp_(-0.5, 0.5) for g in grads]
+    clip_params_(grads, 0.05, 0.1)
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+    # a parameter (its .grad), a leaf tensor that requires grad (its .grad), a gradient (itself)
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([3.0, -3.0])
+    w = torch.zeros(2, requires_grad=True)
+    w.grad = torch.tensor([0.5, -9.0])
+    g = torch.tensor([2.0, 0.0])
+    w_before = w.detach().clone()
+    assert clip_params_([p, w, g], 1.0, 1.0) == 4 / 6
+    for t, e in ((p.grad, [1.0, -1.0]), (w.grad, [0.5, -1.0]), (g, [1.0, 0.0])):
+        torch.testing.assert_close(t, torch.tensor(e), rtol=0, atol=0)
+    torch.testing.assert_close(w.detach(), w_before, rtol=0, atol=0)  # the leaf itself is not clipped
+    # strided and bfloat16 gradient tensors: torch's clamp_ fallback, in place
+    s = torch.linspace(-3, 3, 12).reshape(3, 4).t()
+    b = torch.tensor([-2.0, 0.5, 2.0], dtype=torch.bfloat16)
+    n_clip = int((s.abs() > 1).sum()) + 2
+    assert clip_params_([s, b], 1.0, 1.0) == n_clip / 15
+    assert float(s.abs().max()) == 1.0 and b.tolist() == [-1.0, 0.5, 1.0]
+
+
+def test_plain_tensor_bad_input_leaves_everything_untouched():
+    g = torch.full((3,), 9.0)
+    with pytest.raises(TypeError, match=r"parameters\[1\] is sparse"):
+        clip_params_([g, torch.ones(3).to_sparse()], 1.0, 1.0)
+    with pytest.raises(TypeError, match=r"floating point, got torch.int64 \(parameters\[1\]\)"):
+        clip_params_([g, torch.ones(3, dtype=torch.int64)], 1.0, 1.0)
+    torch.testing.assert_close(g, torch.full((3,), 9.0), rtol=0, atol=0)
+
+
+def test_lr_may_be_a_one_element_tensor():
+    g = torch.tensor([5.0, -0.1])
+    assert clip_params_([g], 0.4, torch.tensor(0.4)) == 0.5
+    torch.testing.assert_close(g, torch.tensor([1.0, -0.1]), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="one-element floating-point tensor"):
+        clip_params_([g], 0.4, torch.tensor([0.1, 0.2]))
+
+
+# --- the custom op: opcheck, torch.compile, torch.export ----------------------------------------
+
+
+def _op_grads(device="cpu"):
+    gen = torch.Generator().manual_seed(3)
+    grads = [torch.randn(s, generator=gen) * 10 for s in [(5, 3), (7,), (1,), (0, 2)]]
+    grads.append((torch.randn(4, 4, generator=gen) * 10).t())  # strided: the clamp_ fallback
+    grads.append(torch.randn(3, generator=gen, dtype=torch.float64) * 10)
+    return [g.to(device) for g in grads]
+
+
+@pytest.mark.parametrize("return_fraction", [True, False])
+def test_opcheck(return_fraction):
+    op = torch.ops.hotops.clip_grad_adjustable_.default
+    assert str(op._schema) == ("hotops::clip_grad_adjustable_(Tensor(a0!)[] grads, float theta, Tensor lr, "
+                               "bool return_fraction) -> Tensor")
+    torch.library.opcheck(op, (_op_grads(), 0.4, torch.tensor(0.1, dtype=torch.float64), return_fraction))
+    torch.library.opcheck(op, ([], 0.4, torch.tensor(0.1), return_fraction))
+
+
+def test_op_matches_the_eager_binding():
+    a, b = _op_grads(), _op_grads()
+    got = torch.ops.hotops.clip_grad_adjustable_(a, 0.4, torch.tensor(0.1, dtype=torch.float64), True)
+    assert got.dtype == torch.float64 and got.shape == () and float(got) == clip_params_(b, 0.4, 0.1)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lr must be positive"):
+        torch.ops.hotops.clip_grad_adjustable_(a, 0.4, torch.tensor(0.0), True)
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_opcheck_cuda():
+    op = torch.ops.hotops.clip_grad_adjustable_.default
+    grads = _op_grads("cuda") + [torch.randn(6, device="cuda", dtype=torch.float16) * 10]
+    torch.library.opcheck(op, (grads, 0.4, torch.tensor(0.1), True))
+    assert bool(torch.isnan(op(_op_grads("cuda"), 0.4, torch.tensor(0.1), False)))  # nothing read back
+
+
+def _train_step(model, theta, lr):
+    """The clipping and a plain SGD update (torch.optim's step breaks the graph on purpose;
+    lr multiplies a tensor so that the update, too, keeps it symbolic)."""
+    params = list(model.parameters())
+    fraction = clip_params_(params, theta, lr)
+    lr_t = torch.ones((), dtype=torch.float64) * lr
+    with torch.no_grad():
+        for p in params:
+            p.sub_(p.grad * lr_t)
+    return fraction
+
+
+def test_compiled_training_step_is_one_graph_with_one_clip_node():
+    from _compile import GraphRecorder
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    ref = __import__("copy").deepcopy(model)
+    rec = GraphRecorder()
+    step = torch.compile(_train_step, backend=rec, fullgraph=True)
+    x = torch.randn(16, 4, dtype=torch.float64)
+    for k, lr in enumerate([0.1, 0.05, 0.02, 0.01, 0.005]):  # a schedule: one recompilation, not one per value
+        for m in (model, ref):
+            m.zero_grad()
+            (m(x) ** 2).sum().mul(100).backward()
+        got = step(model, 0.4, lr)
+        want = _train_step(ref, 0.4, lr)
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.float64 and float(got) == want
+        if k == 0:
+            assert want > 0.1
+        for p, q in zip(model.parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0)
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert len(rec.graphs) <= 2
+    assert rec.calls("clip_grad_adjustable_") == len(rec.graphs)  # one node per graph
+    assert not any("clamp" in t for t in rec.targets())
+
+
+def test_compiled_clip_of_gradient_tensors_and_errors():
+    from _compile import GraphRecorder
+
+    rec = GraphRecorder()
+
+    def f(g1, g2, lr):
+        return clip_params_([g1, g2], 1.0, lr, return_fraction=False)
+
+    c = torch.compile(f, backend=rec, fullgraph=True)
+    g1, g2 = torch.tensor([3.0, -0.5]), torch.tensor([[-4.0], [0.5]], dtype=torch.float64)
+    assert c(g1, g2, 0.5) is None
+    torch.testing.assert_close(g1, torch.tensor([2.0, -0.5]), rtol=0, atol=0)
+    torch.testing.assert_close(g2, torch.tensor([[-2.0], [0.5]], dtype=torch.float64), rtol=0, atol=0)
+    assert rec.calls("clip_grad_adjustable_") == 1
+    with pytest.raises(ValueError, match="lr must be positive"):  # checked by the op when it runs
+        c(g1, g2, 0.0)
+    torch._dynamo.reset()
+    bad_theta = torch.compile(lambda g: clip_params_([g], -1.0, 0.1), backend="aot_eager", fullgraph=True)
+    with pytest.raises(RuntimeError, match="theta must be positive"):  # by the fake implementation
+        bad_theta(torch.ones(2))
+
+
+def test_export_keeps_the_op_and_mutates_its_inputs():
+    class Clip(torch.nn.Module):
+        def forward(self, g1, g2):
+            return clip_params_([g1, g2], 0.4, 0.1)
+
+    g1, g2 = torch.randn(3) * 10, torch.randn(2, 2) * 10
+    ep = torch.export.export(Clip(), (g1.clone(), g2.clone()))
+    nodes = [n for n in ep.graph.nodes if n.op == "call_function" and "hotops" in str(n.target)]
+    assert len(nodes) == 1 and "clip_grad_adjustable_" in str(nodes[0].target)
+    a, b = g1.clone(), g2.clone()
+    fraction = ep.module()(a, b)
+    ea, eb = g1.clone(), g2.clone()
+    assert float(fraction) == clip_params_([ea, eb], 0.4, 0.1)
+    torch.testing.assert_close(a, ea, rtol=0, atol=0)
+    torch.testing.assert_close(b, eb, rtol=0, atol=0)
