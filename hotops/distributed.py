@@ -27,6 +27,7 @@ the same as without the failure.
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 import operator
 import warnings
@@ -152,15 +153,12 @@ def nmf(V, n_components, *, client=None, init=None, beta_loss="frobenius", tol=1
     import dask.array as da
     from sklearn.exceptions import ConvergenceWarning
 
-    from hotops.kernels.nmf import beta_loss_to_float, check_nonnegative
+    from hotops.kernels._validate import check_int
+    from hotops.kernels.nmf import beta_loss_to_float, check_nonnegative, check_stopping
     from hotops.kernels.nmf.common import DEN_GRAM, DEN_MAT, DEN_VEC, FROB, KL, Params, finish_error
     from hotops.kernels.nmf.dense import update_cols
     from hotops.kernels.nmf.init import regularization
 
-    if client is None:
-        from distributed import get_client
-
-        client = get_client()
     if not isinstance(V, da.Array):
         raise TypeError(f"V must be a dask.array.Array, got {type(V).__module__}.{type(V).__qualname__}")
     if V.ndim != 2:
@@ -173,10 +171,19 @@ def nmf(V, n_components, *, client=None, init=None, beta_loss="frobenius", tol=1
         raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
     if not isinstance(checkpoint_every, numbers.Integral) or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    max_restarts = check_int("max_restarts", max_restarts, min=0)
+    max_iter, tol = check_stopping(max_iter, tol)
     r = int(n_components)
     m, n = V.shape
+    if m == 0 or n == 0 or any(math.isnan(s) for s in (m, n)):
+        raise ValueError(f"V must be non-empty with known sizes, got shape {V.shape}")
     dtype = np.dtype(V.dtype)
     beta = beta_loss_to_float(beta_loss)
+    l1W, l1H, l2W, l2H = regularization(alpha_W, alpha_H, l1_ratio, m, n)
+    if client is None:
+        from distributed import get_client
+
+        client = get_client()
     if len(V.chunks[1]) > 1:
         V = V.rechunk({1: -1})
     # validate (one pass over V on the cluster: counts of bad entries per chunk)
@@ -197,7 +204,6 @@ def nmf(V, n_components, *, client=None, init=None, beta_loss="frobenius", tol=1
         check_nonnegative("H", H)
     else:
         W, H = _init(V, r, init, random_state, m, n, dtype, client)
-    l1W, l1H, l2W, l2H = regularization(alpha_W, alpha_H, l1_ratio, m, n)
     p = Params(beta)
 
     bounds = np.cumsum((0,) + V.chunks[0])

@@ -13,6 +13,7 @@ factorization with the beta-divergence. Neural Computation 23(9), Table 2 (gamma
 """
 from __future__ import annotations
 
+import math
 import numbers
 import time
 import warnings
@@ -21,7 +22,6 @@ import numpy as np
 
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from hotops.kernels._backend import is_cupy, is_torch
@@ -29,6 +29,48 @@ from hotops.kernels._backend import is_cupy, is_torch
 __all__ = ["NMF", "batched_nmf"]
 
 _DEVICES = ("auto", "cpu", "cuda")
+_INITS = ("random", "nndsvd", "nndsvda", "nndsvdar", "custom")
+_BETA_NAMES = ("frobenius", "kullback-leibler", "itakura-saito")
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter of :class:`NMF` outside its rule. Both a ``ValueError`` and a
+    ``TypeError``, as scikit-learn's own parameter errors are."""
+
+
+def _integral(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _nonneg_finite(v) -> bool:
+    return _real(v) and math.isfinite(v) and v >= 0
+
+
+#: scikit-learn's parameter rules of ``NMF(solver='mu')`` (bool is no integer here), plus
+#: ``device``: name -> (what the value must be, test)
+_PARAMETER_RULES = {
+    "n_components": ("an int >= 1, None or 'auto'",
+                     lambda v: v is None or (isinstance(v, str) and v == "auto") or (_integral(v) and v >= 1)),
+    "init": (f"one of {', '.join(map(repr, _INITS))} or None",
+             lambda v: v is None or (isinstance(v, str) and v in _INITS)),
+    "beta_loss": (f"one of {', '.join(map(repr, _BETA_NAMES))} or a finite real number",
+                  lambda v: (isinstance(v, str) and v in _BETA_NAMES) or (_real(v) and math.isfinite(v))),
+    "tol": ("a finite real number >= 0", _nonneg_finite),
+    "max_iter": ("an int >= 1", lambda v: _integral(v) and v >= 1),
+    "random_state": ("an int in [0, 2**32 - 1], a numpy.random.RandomState or None",
+                     lambda v: v is None or isinstance(v, np.random.RandomState)
+                     or (_integral(v) and 0 <= v <= 2**32 - 1)),
+    "alpha_W": ("a finite real number >= 0", _nonneg_finite),
+    "alpha_H": ("a finite real number >= 0 or 'same'",
+                lambda v: (isinstance(v, str) and v == "same") or _nonneg_finite(v)),
+    "l1_ratio": ("a real number in [0, 1]", lambda v: _real(v) and 0 <= v <= 1),
+    "verbose": ("an int >= 0 or a bool", lambda v: isinstance(v, (bool, np.bool_)) or (_integral(v) and v >= 0)),
+    "device": (f"one of {', '.join(map(repr, _DEVICES))}", lambda v: isinstance(v, str) and v in _DEVICES),
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -154,20 +196,6 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     and the stopping rule are then weighted too. ``transform`` takes no mask.
     """
 
-    _parameter_constraints: dict = {
-        "n_components": [Interval(numbers.Integral, 1, None, closed="left"), None, StrOptions({"auto"})],
-        "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar", "custom"}), None],
-        "beta_loss": [StrOptions({"frobenius", "kullback-leibler", "itakura-saito"}), numbers.Real],
-        "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-        "alpha_W": [Interval(numbers.Real, 0, None, closed="left")],
-        "alpha_H": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"same"})],
-        "l1_ratio": [Interval(numbers.Real, 0, 1, closed="both")],
-        "verbose": ["verbose"],
-        "device": [StrOptions(set(_DEVICES))],
-    }
-
     def __init__(self, n_components="auto", *, init=None, beta_loss="frobenius", tol=1e-4,
                  max_iter=200, random_state=None, alpha_W=0.0, alpha_H="same", l1_ratio=0.0,
                  verbose=0, device="auto"):
@@ -182,6 +210,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.l1_ratio = l1_ratio
         self.verbose = verbose
         self.device = device
+
+    def _check_params(self) -> None:
+        """:data:`_PARAMETER_RULES` on the constructor parameters; ``InvalidParameterError``
+        naming the first parameter that breaks its rule."""
+        for name, value in self.get_params(deep=False).items():
+            what, ok = _PARAMETER_RULES[name]
+            if not ok(value):
+                raise InvalidParameterError(f"The {name!r} parameter of NMF must be {what}. Got {value!r} instead.")
 
     # -- input -----------------------------------------------------------------
     def _on_gpu(self, X) -> bool:
@@ -307,7 +343,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         mask : array (n_samples, n_features), optional
             Non-negative weights, 0 for missing entries (see the class Notes).
         """
-        self._validate_params()
+        self._check_params()
         host_in = not is_cupy(X)
         X = self._validate_X(X, reset=True)
         mask = self._check_mask(X, mask)

@@ -94,3 +94,26 @@ def test_batched_nmf_numpy_and_torch(rng):
         hotops.batched_nmf(V[0], 2)
     with pytest.raises(ValueError, match="mask must have V's shape"):
         hotops.batched_nmf(V, 2, mask=np.ones((6, 10, 7)))
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(max_iter=0), ValueError, "max_iter must be >= 1"),
+    (dict(max_iter=2.5), TypeError, "max_iter must be an integer"),
+    (dict(max_iter=True), TypeError, "max_iter must be an integer"),
+    (dict(tol=float("nan")), ValueError, "tol must be a finite number"),
+    (dict(tol=float("inf")), ValueError, "tol must be a finite number"),
+    (dict(tol=-1e-3), ValueError, "tol must be >= 0"),
+    (dict(alpha_W=-0.1), ValueError, "alpha_W must be finite and >= 0"),
+    (dict(alpha_H=float("nan")), ValueError, "alpha_H must be finite and >= 0"),
+    (dict(l1_ratio=1.5), ValueError, r"l1_ratio must be in \[0, 1\]"),
+    (dict(beta_loss=True), TypeError, "beta_loss must be a string or a real number"),
+])
+def test_batched_parameters_follow_sklearn_rules(rng, kw, error, match):
+    # scikit-learn's NMF rules: max_iter an integer >= 1, tol finite >= 0, penalties >= 0
+    V = rng.random((2, 5, 4))
+    for fit in (hotops.batched_nmf, lambda V, r, **kw: hotops.batched_nmf(torch.from_numpy(V), r, **kw),
+                lambda V, r, **kw: nmf(torch.from_numpy(V[0]), r, **kw)):
+        with pytest.raises(error, match=match):
+            fit(V, 2, **kw)
+    W, H = hotops.batched_nmf(V, 2, max_iter=np.int64(20), tol=np.float32(0))  # numpy scalars are fine
+    assert W.shape == (2, 5, 2)

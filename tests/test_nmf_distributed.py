@@ -87,3 +87,17 @@ def test_bad_input(client):
         nmf(da.from_array(X, chunks=(30, 40)), 2, client=client)
     with pytest.raises(TypeError, match="dask.array"):
         nmf(X, 2, client=client)
+
+
+def test_refused_before_any_work():
+    # checked before a client is looked up: no cluster is needed to refuse these
+    from hotops.distributed import nmf
+
+    with pytest.raises(ValueError, match=r"V must be non-empty.*\(0, 5\)"):
+        nmf(da.zeros((0, 5)), 2)  # was: an all-NaN H
+    for kw, match in [(dict(max_iter=0), "max_iter must be >= 1"), (dict(tol=float("nan")), "tol must be a finite"),
+                      (dict(alpha_W=-1.0), "alpha_W must be finite and >= 0"), (dict(l1_ratio=2.0), "l1_ratio")]:
+        with pytest.raises(ValueError, match=match):
+            nmf(da.ones((4, 5)), 2, **kw)
+    with pytest.raises(TypeError, match="max_iter must be an integer"):
+        nmf(da.ones((4, 5)), 2, max_iter=10.0)

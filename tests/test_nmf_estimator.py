@@ -158,3 +158,32 @@ def test_transform_inverse_and_feature_names(rng):
     assert est.inverse_transform(W).shape == X.shape
     assert list(est.get_feature_names_out()) == ["nmf0", "nmf1", "nmf2"]
     assert est.n_features_in_ == 12
+
+
+@pytest.mark.parametrize("param, value", [
+    ("n_components", 0), ("n_components", 2.0), ("n_components", True), ("max_iter", 0), ("max_iter", True),
+    ("max_iter", 1.0), ("tol", float("nan")), ("tol", float("inf")), ("tol", -1.0), ("alpha_W", float("nan")),
+    ("alpha_H", -1.0), ("alpha_H", "other"), ("l1_ratio", 1.5), ("beta_loss", "other"), ("beta_loss", True),
+    ("beta_loss", float("nan")), ("init", "other"), ("random_state", -1), ("verbose", -1), ("device", "gpu"),
+])
+def test_parameter_rules(rng, param, value):
+    # scikit-learn's rules for NMF (bool is no integer here); both a ValueError and a TypeError
+    X = _data(rng, 8, 6, 0.8)
+    with pytest.raises(ValueError, match=f"'{param}' parameter of NMF"):
+        hotops.NMF(**{param: value}).fit(X)
+    with pytest.raises(TypeError, match=f"'{param}' parameter of NMF"):
+        hotops.NMF(**{param: value}).fit(X)
+
+
+def test_no_private_sklearn_imports():
+    # scikit-learn's private modules change without notice: the library uses its public API
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    private = re.compile(r"sklearn(\.\w+)*\._\w+")
+    hits = [f"{p.relative_to(root)}:{i}" for folder in ("kernels", "bindings", "hotops")
+            for p in (root / folder).rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1)
+            if private.search(line) and "import" in line]
+    assert not hits, hits

@@ -34,9 +34,9 @@ import warnings
 import numpy as np
 
 from .._backend import CPU, backend_of, is_cupy, is_torch
-from .._validate import check_dtype
+from .._validate import check_dtype, check_size
 from .checks import array_module, check_nonnegative
-from .common import DTYPES, EPSILON, Params, beta_loss_to_float, is_host_sparse, is_sparse
+from .common import DTYPES, EPSILON, Params, beta_loss_to_float, check_stopping, is_host_sparse, is_sparse
 
 __all__ = [
     "EPSILON",
@@ -45,6 +45,7 @@ __all__ = [
     "batched_nmf",
     "beta_loss_to_float",
     "check_nonnegative",
+    "check_stopping",
     "make_problem",
     "multiplicative_update",
     "objective",
@@ -138,6 +139,7 @@ def multiplicative_update(V, W, H, *, beta_loss="frobenius", max_iter=200, tol=1
     """
     backend = backend_of(V=V.data if is_sparse(V) else V, W=W, H=H)
     beta = beta_loss_to_float(beta_loss)
+    max_iter, tol = check_stopping(max_iter, tol)
     _dtype, r = _validate(V, W, H, mask, beta, backend)
     if check_input:
         check_nonnegative("V", V)
@@ -284,6 +286,7 @@ def batched_multiplicative_update(V, W, H, *, beta_loss="frobenius", max_iter=20
     converged problems frozen by a per-problem flag.
     """
     backend = backend_of(V=V, W=W, H=H, mask=mask)
+    max_iter, tol = check_stopping(max_iter, tol)
     if len(V.shape) != 3:
         raise ValueError(f"V must be 3-D (B, m, n), got shape {tuple(V.shape)}")
     dtype = check_dtype("V", V, DTYPES)
@@ -387,6 +390,7 @@ def batched_nmf(V, n_components, *, init=None, beta_loss="frobenius", tol=1e-4, 
     """
     from .init import initialize_batched, regularization
 
+    max_iter, tol = check_stopping(max_iter, tol)
     Vk = _as_stack("V", V)
     if len(Vk.shape) != 3:
         raise ValueError(f"V must be 3-D (B, m, n), got shape {tuple(Vk.shape)}")
@@ -396,7 +400,9 @@ def batched_nmf(V, n_components, *, init=None, beta_loss="frobenius", tol=1e-4, 
     if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral) or n_components < 1:
         raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
     r = int(n_components)
+    check_size("n_components", (nb, max(m, n), r), Vk.dtype, "factors")
     beta = beta_loss_to_float(beta_loss)
+    regs = regularization(alpha_W, alpha_H, l1_ratio, m, n)
     check_nonnegative("V", Vk)
     if beta <= 0 and float(Vk.min()) == 0:
         raise ValueError(
@@ -429,7 +435,6 @@ def batched_nmf(V, n_components, *, init=None, beta_loss="frobenius", tol=1e-4, 
         if W is not None or H is not None:
             warnings.warn("When init!='custom', provided W or H are ignored.", RuntimeWarning)
         Wk, Hk = initialize_batched(Vk, r, init, random_state)
-    regs = regularization(alpha_W, alpha_H, l1_ratio, m, n)
     n_iter, _err = batched_multiplicative_update(
         Vk, Wk, Hk, beta_loss=beta, max_iter=max_iter, tol=tol, l1_reg_W=regs[0],
         l1_reg_H=regs[1], l2_reg_W=regs[2], l2_reg_H=regs[3], mask=Mk, check_input=False,

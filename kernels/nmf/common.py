@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = [
     "BETA", "DEN_ACC", "DEN_GRAM", "DEN_MAT", "DEN_VEC", "DTYPES", "EPS64", "EPSILON",
-    "FASTMATH", "FROB", "IS", "KL", "Params", "beta_loss_to_float", "finish_error",
+    "FASTMATH", "FROB", "IS", "KL", "Params", "beta_loss_to_float", "check_stopping", "finish_error",
     "is_host_sparse", "is_sparse", "span",
 ]
 
@@ -44,13 +44,22 @@ def beta_loss_to_float(beta_loss) -> float:
                 f"beta_loss must be one of {sorted(_BETA_NAMES)} or a float, got {beta_loss!r}"
             )
         return _BETA_NAMES[beta_loss]
-    try:
-        beta = float(beta_loss)
-    except (TypeError, ValueError):
-        raise TypeError(f"beta_loss must be a string or a real number, got {beta_loss!r}") from None
+    import numbers
+
+    if isinstance(beta_loss, (bool, np.bool_)) or not isinstance(beta_loss, numbers.Real):
+        raise TypeError(f"beta_loss must be a string or a real number, got {beta_loss!r}")
+    beta = float(beta_loss)
     if not np.isfinite(beta):
         raise ValueError(f"beta_loss must be finite, got {beta_loss!r}")
     return beta
+
+
+def check_stopping(max_iter, tol) -> tuple[int, float]:
+    """scikit-learn's NMF rules for the stopping parameters: ``max_iter`` an integer >= 1
+    (not a bool), ``tol`` a finite real number >= 0; typed errors naming the parameter."""
+    from .._validate import check_int, check_real
+
+    return check_int("max_iter", max_iter, min=1), check_real("tol", tol, min=0)
 
 
 def is_host_sparse(x) -> bool:

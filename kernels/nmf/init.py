@@ -3,12 +3,16 @@ binding: scikit-learn's rules ('random', NNDSVD and its variants; Boutsidis & Ga
 "SVD based initialization: A head start for nonnegative matrix factorization", Pattern
 Recognition 41, 2008).
 
-Host 2-D input calls scikit-learn's own ``_initialize_nmf`` so that the starting point is
-bit-identical to ``sklearn.decomposition.NMF``'s. CuPy input stays on the GPU: 'random'
+Host 2-D input follows scikit-learn's ``NMF`` initialisation step by step (its public
+``randomized_svd`` for NNDSVD, the same draws for 'random' and 'nndsvdar'), so that the
+starting point is bit-identical to ``sklearn.decomposition.NMF``'s. CuPy input stays on the GPU: 'random'
 draws the very same numbers (numpy's generator, r (m + n) values uploaded) and NNDSVD uses
 CuPy's exact SVD. Stacks (B, m, n) use numpy's / CuPy's batched exact SVD.
 """
 from __future__ import annotations
+
+import math
+import numbers
 
 import numpy as np
 
@@ -19,9 +23,26 @@ __all__ = ["initialize", "initialize_batched", "nndsvd", "regularization", "reso
 INITS = (None, "random", "nndsvd", "nndsvda", "nndsvdar")
 
 
+def _check_penalty(name: str, value, upper=None) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0 and (upper is None or value <= upper)):
+        where = f"in [0, {upper}]" if upper is not None else "finite and >= 0"
+        raise ValueError(f"{name} must be {where}, got {value!r}")
+    return value
+
+
 def regularization(alpha_W, alpha_H, l1_ratio, n_samples, n_features):
-    """scikit-learn's ``_compute_regularization``: (l1_W, l1_H, l2_W, l2_H) scaled by size."""
-    alpha_H = alpha_W if alpha_H == "same" else alpha_H
+    """scikit-learn's ``_compute_regularization``: (l1_W, l1_H, l2_W, l2_H) scaled by size.
+
+    ``alpha_W``, ``alpha_H`` (or ``'same'``) must be finite and >= 0, ``l1_ratio`` in
+    [0, 1] (scikit-learn's rules); ``TypeError``/``ValueError`` naming the parameter."""
+    _check_penalty("alpha_W", alpha_W)
+    if not (isinstance(alpha_H, str) and alpha_H == "same"):
+        _check_penalty("alpha_H", alpha_H)
+    _check_penalty("l1_ratio", l1_ratio, 1)
+    alpha_H = alpha_W if isinstance(alpha_H, str) else alpha_H
     return (n_features * alpha_W * l1_ratio, n_samples * alpha_H * l1_ratio,
             n_features * alpha_W * (1.0 - l1_ratio), n_samples * alpha_H * (1.0 - l1_ratio))
 
@@ -93,13 +114,14 @@ def initialize(V, r, init=None, random_state=None):
     CuPy / cupyx (on the device, see the module doc)."""
     from sklearn.utils import check_random_state
 
+    from .._validate import check_size
+
     m, n = V.shape
     init = resolve_init(init, r, m, n)
+    check_size("n_components", (max(m, n), r), V.dtype, "factors")
     xp = _xp(V.data if hasattr(V, "indptr") else V)
     if xp is np:
-        from sklearn.decomposition._nmf import _initialize_nmf
-
-        W, H = _initialize_nmf(V, r, init=init, random_state=random_state)
+        W, H = _initialize_host(V, r, init, random_state)
         return np.ascontiguousarray(W, V.dtype), np.ascontiguousarray(H, V.dtype)
     mean = float(V.sum()) / (m * n)
     rng = check_random_state(random_state)
@@ -112,6 +134,63 @@ def initialize(V, r, init=None, random_state=None):
     U, S, Vt = xp.linalg.svd(Vd, full_matrices=False)
     W, H = nndsvd(xp, Vd[None], U[None], S[None], Vt[None], r, init, rng, [mean])
     return xp.ascontiguousarray(W[0]), xp.ascontiguousarray(H[0])
+
+
+def _initialize_host(X, r, init, random_state, eps=1e-6):
+    """scikit-learn's NMF initialisation of numpy / scipy.sparse X (m, n) for a resolved
+    ``init``, operation for operation (``sklearn.decomposition.NMF`` 1.x): 'random' scales
+    |N(0, 1)| draws (H first, then W) by sqrt(mean(X) / r); NNDSVD runs on the public
+    ``randomized_svd`` with ``random_state``, zeroes entries below ``eps``, and 'nndsvda' /
+    'nndsvdar' fill the zeros with mean(X) / small random values."""
+    from sklearn.utils import check_random_state
+    from sklearn.utils.extmath import randomized_svd
+
+    n_samples, n_features = X.shape
+    if init == "random":
+        avg = np.sqrt(X.mean() / r)
+        rng = check_random_state(random_state)
+        H = avg * rng.standard_normal(size=(r, n_features)).astype(X.dtype, copy=False)
+        W = avg * rng.standard_normal(size=(n_samples, r)).astype(X.dtype, copy=False)
+        np.abs(H, out=H)
+        np.abs(W, out=W)
+        return W, H
+    U, S, Vt = randomized_svd(X, r, random_state=random_state)
+    W = np.zeros_like(U)
+    H = np.zeros_like(Vt)
+    # the leading singular triplet is non-negative: used as it is
+    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
+    H[0, :] = np.sqrt(S[0]) * np.abs(Vt[0, :])
+
+    def norm(v):
+        v = np.ravel(v, order="K")
+        return math.sqrt(np.dot(v, v))
+
+    for j in range(1, r):
+        x, y = U[:, j], Vt[j, :]
+        x_p, y_p = np.maximum(x, 0), np.maximum(y, 0)
+        x_n, y_n = np.abs(np.minimum(x, 0)), np.abs(np.minimum(y, 0))
+        x_p_nrm, y_p_nrm = norm(x_p), norm(y_p)
+        x_n_nrm, y_n_nrm = norm(x_n), norm(y_n)
+        m_p, m_n = x_p_nrm * y_p_nrm, x_n_nrm * y_n_nrm
+        if m_p > m_n:
+            u, v, sigma = x_p / x_p_nrm, y_p / y_p_nrm, m_p
+        else:
+            u, v, sigma = x_n / x_n_nrm, y_n / y_n_nrm, m_n
+        lbd = np.sqrt(S[j] * sigma)
+        W[:, j] = lbd * u
+        H[j, :] = lbd * v
+    W[W < eps] = 0
+    H[H < eps] = 0
+    if init == "nndsvda":
+        avg = X.mean()
+        W[W == 0] = avg
+        H[H == 0] = avg
+    elif init == "nndsvdar":
+        rng = check_random_state(random_state)
+        avg = X.mean()
+        W[W == 0] = abs(avg * rng.standard_normal(size=len(W[W == 0])) / 100)
+        H[H == 0] = abs(avg * rng.standard_normal(size=len(H[H == 0])) / 100)
+    return W, H
 
 
 def initialize_batched(V, r, init=None, random_state=None):
