@@ -11,7 +11,7 @@ also depends on the other classes' scores (Sec. 2).
 """
 from __future__ import annotations
 
-from hotops.kernels._validate import check_int
+from hotops.kernels._validate import check_int, check_real
 
 __all__ = ["saliency", "class_model", "SALIENCY_METHODS"]
 
@@ -89,6 +89,10 @@ def _check_images(x):
         raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
     if x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"x must hold at least one image with at least one channel, got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        # a NaN pixel need not reach the gradient (ReLU and max-pooling drop it), so the map
+        # would look finite while it is not the saliency of any image: refused instead
+        raise ValueError("x must be finite: it holds NaN or inf")
 
 
 def saliency(model, x, target, method: str = "gradient", *, batching: str = "vmap"):
@@ -174,7 +178,12 @@ def saliency(model, x, target, method: str = "gradient", *, batching: str = "vma
                                 for k in range(t)])
         else:
             (grad,) = torch.autograd.grad(logits, xg, select, is_grads_batched=True)
-    sal = channel_max_abs(grad.reshape(t * n, c, h, w).contiguous()).view(t, n, h, w)
+    grad = grad.reshape(t * n, c, h, w)
+    if grad.dtype in (torch.float16, torch.bfloat16) and grad.device.type == "cpu":
+        # the CPU kernel reduces float32/float64; max |.| of a half tensor is exact in float32
+        sal = channel_max_abs(grad.float().contiguous()).to(grad.dtype).view(t, n, h, w)
+    else:
+        sal = channel_max_abs(grad.contiguous()).view(t, n, h, w)
     if squeeze:
         return sal[0]
     return sal.permute(1, 0, 2, 3).contiguous()
@@ -209,8 +218,9 @@ def class_model(model, target, *, steps: int = 200, lr: float = 1.0, l2: float =
 
     Returns
     -------
-    images : tensor (C, H, W) for an int target, (T, C, H, W) for T targets, float32 on
-        the model's device, in the model's input space (mean added if given).
+    images : tensor (C, H, W) for an int target, (T, C, H, W) for T targets, on the model's
+        device in the dtype of its (first floating-point) parameters (float32 for a model
+        without any), in the model's input space (mean added if given).
 
     Notes
     -----
@@ -226,10 +236,10 @@ def class_model(model, target, *, steps: int = 200, lr: float = 1.0, l2: float =
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__qualname__}")
     steps = check_int("steps", steps, min=1)
+    lr = check_real("lr", lr)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    if not l2 >= 0:
-        raise ValueError(f"l2 must be >= 0, got {l2}")
+    l2 = check_real("l2", l2, min=0)
     single = isinstance(target, (int, np.integer)) and not isinstance(target, bool)
     tlist = [int(target)] if single else [int(v) for v in np.asarray(target).reshape(-1)]
     if isinstance(target, bool) or (not single and np.asarray(target).dtype.kind not in "iu"):
@@ -242,16 +252,22 @@ def class_model(model, target, *, steps: int = 200, lr: float = 1.0, l2: float =
             raise ValueError("input_shape (C, H, W) is required for a model without arch['input_size']")
         hh, ww = arch["input_size"] if not isinstance(arch["input_size"], int) else (arch["input_size"],) * 2
         input_shape = (3, int(hh), int(ww))
-    if len(input_shape) != 3 or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape}")
-    try:
-        param = next(model.parameters())
-        device = param.device
-    except StopIteration:
-        device = torch.device("cpu")
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__") or len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
+    input_shape = tuple(check_int("input_shape", v, min=1) for v in input_shape)
+    from hotops.kernels._validate import check_size
+
+    check_size("input_shape", (len(tlist), *input_shape), np.float64, "images")
+    device, dtype = torch.device("cpu"), torch.float32
+    for i, param in enumerate(model.parameters()):
+        if i == 0:
+            device = param.device
+        if param.is_floating_point():
+            dtype = param.dtype
+            break
     targets = torch.tensor(tlist, dtype=torch.long, device=device)
     if mean_image is not None:
-        mean_image = torch.as_tensor(mean_image, dtype=torch.float32, device=device)
+        mean_image = torch.as_tensor(mean_image, dtype=dtype, device=device)
         if mean_image.dim() == 1:
             mean_image = mean_image.view(-1, 1, 1)
         try:
@@ -259,7 +275,7 @@ def class_model(model, target, *, steps: int = 200, lr: float = 1.0, l2: float =
         except RuntimeError as exc:
             raise ValueError(f"mean_image of shape {tuple(mean_image.shape)} does not broadcast to "
                              f"input_shape {tuple(input_shape)}") from exc
-    image = torch.zeros((len(tlist), *input_shape), dtype=torch.float32, device=device)
+    image = torch.zeros((len(tlist), *input_shape), dtype=dtype, device=device)
     was_training = model.training
     model.eval()
     try:

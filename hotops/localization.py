@@ -69,6 +69,16 @@ def _prepare_image(image) -> np.ndarray:
     return out
 
 
+def _check_saliency(saliency) -> np.ndarray:
+    """The map as a numpy (H, W) array of a real dtype; TypeError/ValueError naming it."""
+    sal = _to_numpy(saliency, "saliency")
+    if sal.dtype.kind not in "fiu":
+        raise TypeError(f"saliency must have a real (floating point or integer) dtype, got {sal.dtype}")
+    if sal.ndim != 2:
+        raise ValueError(f"saliency must have shape (H, W), got {sal.shape}")
+    return sal
+
+
 def seed_masks(saliency, fg_quantile: float = 0.95, bg_quantile: float = 0.30):
     """Foreground and background seeds of a saliency map (Simonyan et al. 2013, Sec. 3.2).
 
@@ -83,9 +93,7 @@ def seed_masks(saliency, fg_quantile: float = 0.95, bg_quantile: float = 0.30):
         Quantiles outside (0, 1) or fg <= bg, a non-finite map, or a map with no pixel above
         the foreground quantile (e.g. a constant map).
     """
-    sal = _to_numpy(saliency, "saliency")
-    if sal.ndim != 2:
-        raise ValueError(f"saliency must have shape (H, W), got {sal.shape}")
+    sal = _check_saliency(saliency)
     for name, q in (("fg_quantile", fg_quantile), ("bg_quantile", bg_quantile)):
         if not (isinstance(q, (int, float, np.floating)) and 0.0 < float(q) < 1.0):
             raise ValueError(f"{name} must be in (0, 1), got {q!r}")
@@ -339,7 +347,7 @@ def localize(image, saliency, fg_quantile: float = 0.95, bg_quantile: float = 0.
     from hotops.kernels.gmm import gmm_log_likelihood
 
     img = _prepare_image(image)
-    sal = _to_numpy(saliency, "saliency")
+    sal = _check_saliency(saliency)
     if sal.shape != img.shape[:2]:
         raise ValueError(f"saliency must have the image's shape {img.shape[:2]}, got {sal.shape}")
     n_components = check_int("n_components", n_components, min=1)

@@ -1,6 +1,7 @@
 """hotops.saliency / hotops.class_model (Simonyan et al. 2013), cross-checked with Captum."""
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -216,3 +217,42 @@ def test_simonyan_net_small_runs():
         net(torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match="width"):
         SimonyanNet(width=0)
+
+
+def test_non_finite_image_is_refused(data):
+    # a NaN pixel need not reach the gradient (ReLU, max-pooling): the map would look finite
+    x, t = data
+    net = _module_net()
+    for bad in (float("nan"), float("inf")):
+        xb = x.clone()
+        xb[1, 2, 3, 4] = bad
+        before = xb.clone()
+        with pytest.raises(ValueError, match="x must be finite"):
+            hotops.saliency(net, xb, t)
+        assert torch.equal(xb.isnan(), before.isnan()) and torch.equal(xb.nan_to_num(), before.nan_to_num())
+
+
+def test_half_precision_map_on_the_cpu(data):
+    x, t = data
+    net = _module_net().to(torch.bfloat16)
+    got = hotops.saliency(net, x.to(torch.bfloat16), t)
+    assert got.dtype == torch.bfloat16 and got.shape == (4, 10, 8)
+    xg = x.to(torch.bfloat16).requires_grad_(True)
+    net(xg).gather(1, t.view(-1, 1)).sum().backward()
+    assert torch.equal(got, xg.grad.abs().amax(1))
+
+
+def test_class_model_float64_model():
+    # the image takes the model's dtype (it was always float32, which a float64 model refuses)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5)).double()
+    img = hotops.class_model(net, 2, steps=3, input_shape=(3, 8, 8), mean_image=torch.ones(3), progress=False)
+    assert img.dtype == torch.float64 and img.shape == (3, 8, 8)
+    net32 = copy.deepcopy(net).float()
+    img32 = hotops.class_model(net32, 2, steps=3, input_shape=(3, 8, 8), mean_image=torch.ones(3), progress=False)
+    assert img32.dtype == torch.float32
+    torch.testing.assert_close(img32.double(), img, rtol=1e-4, atol=1e-5)
+    for kw, exc in [(dict(lr=float("nan")), ValueError), (dict(lr=0.0), ValueError), (dict(l2=-1.0), ValueError),
+                    (dict(lr="1"), TypeError), (dict(input_shape=(3, 8.0, 8)), TypeError)]:
+        with pytest.raises(exc):
+            hotops.class_model(net, 2, **{"steps": 1, "input_shape": (3, 8, 8), "progress": False, **kw})

@@ -181,3 +181,15 @@ def test_property_random_inputs_give_consistent_mask_and_box():
         assert (x0, y0, x1, y1) == (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
 
     check()
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.bool_, object])
+def test_saliency_of_another_kind_is_refused(dtype):
+    # a complex map used to lose its imaginary part with only a warning
+    img, sal = _scene()
+    bad = sal.astype(dtype) if dtype is not np.complex128 else sal + 1j * sal
+    with pytest.raises(TypeError, match="saliency must have a real"):
+        hotops.localize(img, bad)
+    with pytest.raises(TypeError, match="saliency must have a real"):
+        seed_masks(bad)
+    assert hotops.localize(img, (sal * 1000).astype(np.int64))[1] == hotops.localize(img, sal)[1]

@@ -71,3 +71,31 @@ def test_bad_configuration():
         models.revnet.RevNet([16, 32], [3], 32)
     with pytest.raises(ValueError, match="c_in must be even"):
         models.revnet.RevNet([16], [2], 31)
+
+
+@pytest.mark.parametrize("name", ["revnet38", "revnet110", "revnet164", "revnet104",
+                                  "resnet32", "resnet110", "resnet164", "resnet101", "SimonyanNet"])
+@pytest.mark.parametrize("num_classes, exc", [(0, ValueError), (-3, ValueError), (2.0, TypeError),
+                                              (True, TypeError), ("10", TypeError)])
+def test_num_classes_must_be_a_positive_integer(name, num_classes, exc):
+    # checked before any layer is built (0 classes used to build a network with no outputs)
+    with pytest.raises(exc, match="num_classes"):
+        getattr(models, name)(num_classes=num_classes)
+
+
+def test_sizes_must_be_integers():
+    with pytest.raises(TypeError, match=r"channels\[1\]"):
+        models.revnet.RevNet([16, 32.5], [2, 2], 32)
+    with pytest.raises(TypeError, match="units must hold integers"):
+        models.revnet.ResNet([16], [2.0], 16)
+    with pytest.raises(ValueError, match="init_channels"):
+        models.revnet.RevNet([16], [2], 0)
+    with pytest.raises(TypeError, match="input_size"):
+        models.SimonyanNet(10, input_size=(64.0, 64))
+    with pytest.raises(ValueError, match="fc_width"):
+        models.SimonyanNet(10, input_size=32, fc_width=0)
+    import numpy as np
+
+    with torch.device("meta"):
+        net = models.revnet38(num_classes=np.int64(5))  # a numpy integer is an integer
+    assert net.fc.out_features == 5

@@ -31,11 +31,14 @@ memory and time comparisons.
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as nnf
 from torch import nn
 
 from hotops.bindings import ReversibleBlock, ReversibleSequence
+from hotops.kernels._validate import check_int
 
 __all__ = ["RevNet", "ResNet", "DownsampleUnit", "residual_function",
            "revnet38", "revnet110", "revnet164", "revnet104", "resnet32", "resnet110", "resnet164", "resnet101"]
@@ -100,6 +103,27 @@ class DownsampleUnit(nn.Module):
         return torch.cat([y1, y2], 1)
 
 
+def _check_config(channels, units, init_channels, num_classes):
+    """The sizes of a network as lists of ints; ``TypeError``/``ValueError`` naming the
+    argument (bools and floats are no sizes)."""
+    for name, seq in (("channels", channels), ("units", units)):
+        if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__"):
+            raise TypeError(f"{name} must be a sequence of integers, got {seq!r}")
+    if len(channels) != len(units):
+        raise ValueError(f"channels and units must have the same length, got {list(channels)} and {list(units)}")
+    if not len(units):
+        raise ValueError("the network needs at least one stage, got channels=[] and units=[]")
+    channels = [check_int(f"channels[{i}]", c, min=1) for i, c in enumerate(channels)]
+    if any(isinstance(u, bool) or not isinstance(u, numbers.Integral) for u in units):
+        raise TypeError(f"units must hold integers, got {list(units)}")
+    if any(u < 1 for u in units):
+        raise ValueError(f"every stage needs at least one unit, got units={list(units)}")
+    units = [int(u) for u in units]
+    init_channels = check_int("init_channels", init_channels, min=1)
+    num_classes = check_int("num_classes", num_classes, min=1)
+    return channels, units, init_channels, num_classes
+
+
 def _stem(c_out: int, imagenet: bool) -> nn.Sequential:
     if imagenet:
         return nn.Sequential(nn.Conv2d(3, c_out, 7, 2, 3, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
@@ -132,10 +156,7 @@ class RevNet(nn.Module):
     def __init__(self, channels, units, init_channels: int, bottleneck: bool = False, imagenet: bool = False,
                  num_classes: int = 10, reversible: bool = True, exact: bool = False):
         super().__init__()
-        if len(channels) != len(units):
-            raise ValueError(f"channels and units must have the same length, got {list(channels)} and {list(units)}")
-        if any(u < 1 for u in units):
-            raise ValueError(f"every stage needs at least one unit, got units={list(units)}")
+        channels, units, init_channels, num_classes = _check_config(channels, units, init_channels, num_classes)
         self.config = {"channels": list(channels), "units": list(units), "init_channels": init_channels,
                        "bottleneck": bottleneck, "imagenet": imagenet, "num_classes": num_classes}
         self.reversible = reversible
@@ -190,6 +211,7 @@ class ResNet(nn.Module):
     def __init__(self, channels, units, init_channels: int, bottleneck: bool = False, imagenet: bool = False,
                  num_classes: int = 10):
         super().__init__()
+        channels, units, init_channels, num_classes = _check_config(channels, units, init_channels, num_classes)
         self.config = {"channels": list(channels), "units": list(units), "init_channels": init_channels,
                        "bottleneck": bottleneck, "imagenet": imagenet, "num_classes": num_classes}
         self.stem = _stem(init_channels, imagenet)

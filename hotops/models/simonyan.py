@@ -26,8 +26,12 @@ global max pooling learned; see ``hotops.models.localizer.localizer_net``.)
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
+
+from hotops.kernels._validate import check_int, check_real
 
 __all__ = ["SimonyanNet"]
 
@@ -66,19 +70,23 @@ class SimonyanNet(nn.Module):
     def __init__(self, num_classes: int = 1000, input_size=224, width: float = 1.0,
                  fc_width: int | None = None, batch_norm: bool = False, dropout: float = 0.5):
         super().__init__()
-        if isinstance(input_size, int):
+        if isinstance(input_size, numbers.Integral) and not isinstance(input_size, bool):
             input_size = (input_size, input_size)
-        h, w = (int(s) for s in input_size)
-        if int(num_classes) < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__") or len(input_size) != 2:
+            raise TypeError(f"input_size must be an int or a pair of ints, got {input_size!r}")
+        h, w = (check_int("input_size", s) for s in input_size)
+        num_classes = check_int("num_classes", num_classes, min=1)
+        width = check_real("width", width)
         if not width > 0:
             raise ValueError(f"width must be > 0, got {width}")
         if min(h, w) < 32:
             raise ValueError(f"input_size must be at least 32x32, got {input_size}")
+        dropout = check_real("dropout", dropout)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         convs = [max(1, int(round(c * width))) for c in PAPER_CONV_WIDTHS]
-        fc = int(fc_width) if fc_width is not None else max(1, int(round(PAPER_FC_WIDTH * width)))
+        fc = (check_int("fc_width", fc_width, min=1) if fc_width is not None
+              else max(1, int(round(PAPER_FC_WIDTH * width))))
         self.arch = {"num_classes": int(num_classes), "input_size": (h, w), "width": float(width),
                      "fc_width": fc, "batch_norm": bool(batch_norm), "dropout": float(dropout)}
 
