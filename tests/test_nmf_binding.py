@@ -117,3 +117,29 @@ def test_batched_parameters_follow_sklearn_rules(rng, kw, error, match):
             fit(V, 2, **kw)
     W, H = hotops.batched_nmf(V, 2, max_iter=np.int64(20), tol=np.float32(0))  # numpy scalars are fine
     assert W.shape == (2, 5, 2)
+
+
+@pytest.mark.parametrize("layout", ["dense", "coo", "csr", "batched"])
+def test_complex_input_is_a_type_error(rng, layout):
+    # NMF factorises non-negative reals: the imaginary part must not be dropped silently
+    X = _data(rng).astype(np.complex128) + 1j
+    V = torch.from_numpy(X)
+    if layout == "coo":
+        V = V.to_sparse()
+    elif layout == "csr":
+        V = V.to_sparse_csr()
+    elif layout == "batched":
+        V = V.expand(2, -1, -1)
+    with pytest.raises(TypeError, match="V must be real .* got complex128"):
+        nmf(V, 2, max_iter=5)
+    with pytest.raises(TypeError, match="V must be real .* got complex64"):
+        nmf(torch.from_numpy(X).to(torch.complex64), 2, max_iter=5)
+    real = torch.from_numpy(_data(rng))
+    with pytest.raises(TypeError, match="mask must be real"):
+        nmf(real, 2, max_iter=5, mask=torch.ones(real.shape, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="W must be real"):
+        nmf(real, 2, init="custom", W=np.ones((20, 2), complex), H=np.ones((2, 14)), max_iter=5)
+    with pytest.raises(TypeError, match="H must be real"):
+        nmf(real, 2, init="custom", W=np.ones((20, 2)), H=[[1j] * 14] * 2, max_iter=5)
+    with pytest.raises(TypeError, match="V must be real"):
+        hotops.batched_nmf(torch.ones(2, 4, 3, dtype=torch.complex64), 2, max_iter=5)
