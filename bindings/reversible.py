@@ -38,6 +38,30 @@ rounds F and G outputs to that grid before adding (fused quantise-add/subtract k
 reconstruction is then bit-exact at any depth. Gradients treat the rounding as the identity
 (straight-through), i.e. they are those of the float network evaluated at the rounded
 activations.
+
+``torch.compile`` / ``torch.export``:
+
+* ``torch.ops.hotops.reversible_couple_(Tensor(a!) y, Tensor f, int sign, Tensor(b!)? acc,
+  Tensor? add, bool check_finite) -> Tensor`` is the coupling kernel as a ``torch.library``
+  custom op with a fake implementation (in place: y += sign * f, acc += add; returns the
+  count of non-finite values written, a 0-d int64 CPU tensor).
+* Without a graph to record (``torch.no_grad()``, inference, export) the float forward is
+  traced: F and G inline into the graph and each coupling is one ``reversible_couple_``
+  node, so a model compiles with ``fullgraph=True``.
+* With a graph to record (training), the reversible autograd Function runs eagerly behind
+  one graph break (``torch.compiler.disable``); the rest of the model is compiled, and F
+  and G may be compiled on their own (``torch.compile(F)``). Gradients, BatchNorm statistics
+  and dropout masks are those of eager mode. A full graph of the reversible backward is not
+  possible in this torch version: the recompute must restore the RNG state recorded before
+  each F and G call (dropout), and ``torch.get_rng_state`` / ``set_rng_state`` are on
+  Dynamo's skip list, with no public traceable way to replay a recorded state; the
+  backward's vector-Jacobian products use ``torch.autograd.grad``, which Dynamo refuses
+  while ``torch._dynamo.config.trace_autograd_ops`` is off (the default); and the
+  per-block non-finite check reads a count on the host. Traced without the break, Dynamo
+  gave up on the Function and then crashed inside numba's dispatcher.
+* Exact mode, ``inverse`` and F/G containing modules with ``inplace=True`` (whose
+  overwriting of their input only the eager version counters detect) also run eagerly
+  behind a graph break.
 """
 from __future__ import annotations
 
@@ -86,6 +110,41 @@ def _couple(y: Tensor, f: Tensor, sign: int, acc: Optional[Tensor] = None, add: 
     if acc is not None:
         acc.add_(add)
     return int((~torch.isfinite(y)).sum()) if check else 0
+
+
+@torch.library.custom_op("hotops::reversible_couple_", mutates_args=("y", "acc"))
+def _couple_op(y: Tensor, f: Tensor, sign: int, acc: Optional[Tensor], add: Optional[Tensor],
+               check_finite: bool) -> Tensor:
+    """y += sign * f, and acc += add in the same pass, in place (``hotops.kernels.reversible
+    .couple_``: with sign -1 the reconstruction x2 = y2 - G(y1) of Eq. 4 fused with the
+    gradient accumulation of Algorithm 1). Returns a 0-d int64 CPU tensor: the non-finite
+    values written to y (0 unless ``check_finite``)."""
+    _check_couple(y, f, sign, acc, add)
+    return torch.tensor(_couple(y, f, sign, acc, add, check_finite), dtype=torch.int64)
+
+
+@_couple_op.register_fake
+def _(y, f, sign, acc, add, check_finite):
+    _check_couple(y, f, sign, acc, add)
+    return torch.empty((), dtype=torch.int64)
+
+
+def _check_couple(y, f, sign, acc, add) -> None:
+    """The argument checks that need no data (typed errors before the kernel or the trace)."""
+    if sign not in (1, -1):
+        raise ValueError(f"sign must be +1 or -1, got {sign!r}")
+    if not (y.is_floating_point() and f.is_floating_point()):
+        raise TypeError(f"y and f must be floating point, got {y.dtype} and {f.dtype}")
+    if f.shape != y.shape:
+        raise ValueError(f"f must have the shape of y {tuple(y.shape)}, got {tuple(f.shape)}")
+    if (acc is None) != (add is None):
+        raise ValueError("acc and add must be given together")
+    if acc is not None:
+        if acc.shape != y.shape or add.shape != y.shape:
+            raise ValueError(f"acc and add must have the shape of y {tuple(y.shape)}, got {tuple(acc.shape)} and "
+                             f"{tuple(add.shape)}")
+        if not (acc.is_floating_point() and add.is_floating_point()):
+            raise TypeError(f"acc and add must be floating point, got {acc.dtype} and {add.dtype}")
 
 
 def _quantize(x: Tensor, frac_bits: int, out: Tensor) -> int:
@@ -193,16 +252,23 @@ class ReversibleBlock(nn.Module):
         return f"split_dim={self.split_dim}"
 
     def forward(self, x: Tensor) -> Tensor:
-        return _apply(_Spec((self,), self.split_dim, name="ReversibleBlock"), x)
+        if torch.compiler.is_compiling():
+            return _compiled_forward(self, x)
+        return _apply(self._spec(), x)
+
+    def _spec(self) -> "_Spec":
+        return _Spec((self,), self.split_dim, name="ReversibleBlock")
 
     def forward_stored(self, x: Tensor) -> Tensor:
         """The same function with plain autograd (all activations stored): the reference."""
-        return _Spec((self,), self.split_dim, name="ReversibleBlock").forward_stored(x)
+        return self._spec().forward_stored(x)
 
     @torch.no_grad()
     def inverse(self, y: Tensor) -> Tensor:
         """x from y = block(x) (Eq. 4): x2 = y2 - G(y1), x1 = y1 - F(x2); y is not modified."""
-        return _Spec((self,), self.split_dim, name="ReversibleBlock").inverse(y)
+        if torch.compiler.is_compiling():
+            return _inverse_eager(self, y)
+        return self._spec().inverse(y)
 
 
 class ReversibleSequence(nn.Module):
@@ -283,6 +349,8 @@ class ReversibleSequence(nn.Module):
                      preserve_rng_state=self.preserve_rng_state, name=self.name)
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.compiler.is_compiling():
+            return _compiled_forward(self, x)
         return _apply(self._spec(), x)
 
     def forward_stored(self, x: Tensor) -> Tensor:
@@ -295,6 +363,8 @@ class ReversibleSequence(nn.Module):
         """The input x of ``y = self(x)``, reconstructed block by block (Eq. 4).
 
         In exact mode ``y`` must be an output of this sequence (on the fixed-point grid)."""
+        if torch.compiler.is_compiling():
+            return _inverse_eager(self, y)
         return self._spec().inverse(y)
 
 
@@ -416,6 +486,21 @@ class _Spec:
                     rng.append((st_f, st_g))
             out = torch.cat([y1, y2], dim)
             return out, out, rng, amp
+
+    def run_forward_traced(self, x: Tensor) -> Tensor:
+        """The float forward without a graph, written for Dynamo to trace (no RNG records,
+        no version counters): each coupling is one ``hotops::reversible_couple_`` node."""
+        dim = self.dim_of(x)
+        x1, x2 = x.chunk(2, dim)
+        with torch.no_grad():
+            y1 = _contiguous_copy(x1)
+            y2 = _contiguous_copy(x2)
+            for i, blk in enumerate(self.blocks):
+                f = self.check_out(i, "F", blk.F(y2), y1)
+                torch.ops.hotops.reversible_couple_(y1, f, 1, None, None, False)
+                g = self.check_out(i, "G", blk.G(y1), y2)
+                torch.ops.hotops.reversible_couple_(y2, g, 1, None, None, False)
+            return torch.cat([y1, y2], dim)
 
     def overflow(self, i: int, what: str, count: int) -> None:
         if count:
@@ -615,6 +700,50 @@ def _apply(spec: _Spec, x: Tensor) -> Tensor:
         return _ReversibleFunction.apply(x, spec, *params)
     out, _, _, _ = spec.run_forward(x, record_rng=False)
     return out
+
+
+# --------------------------------------------------------------------------- torch.compile
+
+def _forward_eager_impl(module: nn.Module, x: Tensor) -> Tensor:
+    return _apply(module._spec(), x)
+
+
+def _inverse_eager_impl(module: nn.Module, y: Tensor) -> Tensor:
+    with torch.no_grad():
+        return module._spec().inverse(y)
+
+
+# The reversible autograd Function runs eagerly inside compiled code, behind a graph break:
+# Dynamo can trace neither its forward (the RNG state recorded for the recompute:
+# torch.get_rng_state is on Dynamo's skip list) nor its backward (torch.autograd.grad of the
+# recomputed F and G, refused while torch._dynamo.config.trace_autograd_ops is off, the
+# default; the RNG replay; the host-side non-finite checks). Left to itself, Dynamo fell
+# back into the Function's frames and crashed inside numba's dispatcher. Modules F and G
+# compiled on their own (torch.compile(F)) stay compiled inside this eager region.
+_forward_eager = torch.compiler.disable(_forward_eager_impl, reason="reversible backward: recompute with RNG replay")
+_inverse_eager = torch.compiler.disable(_inverse_eager_impl, reason="reversible inverse: host-side non-finite checks")
+
+# modules whose in-place flag means "may overwrite its input": eagerly the version counter
+# of F's and G's input catches that; a traced graph has no version counters
+_INPLACE_ATTR = "inplace"
+
+
+def _compiled_forward(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` while Dynamo traces: without a graph to record (no grad needed) the
+    float forward is traced -- F and G inline, each coupling one ``hotops::reversible_couple_``
+    node -- so inference compiles with ``fullgraph=True``; with a graph to record (training),
+    in exact mode, or when F or G hold modules that work in place, the eager reversible
+    Function runs behind a graph break."""
+    spec = module._spec()
+    needs_graph = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for blk in spec.blocks for p in blk.parameters()))
+    if needs_graph or spec.exact or _has_inplace_modules(spec):
+        return _forward_eager(module, x)
+    return spec.run_forward_traced(x)
+
+
+def _has_inplace_modules(spec) -> bool:
+    return any(getattr(m, _INPLACE_ATTR, False) is True for blk in spec.blocks for m in blk.modules())
 
 
 # --------------------------------------------------------------------------- measurement helper
