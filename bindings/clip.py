@@ -41,8 +41,10 @@ def _fallback_(g: Tensor, bound: float) -> int:
 
 
 _STRIDED = torch.strided
+_is_compiling = torch.compiler.is_compiling  # one lookup less per eager call
 _PARAMETER = torch.nn.Parameter
 _TENSOR_TYPES = frozenset({Tensor, _PARAMETER})
+_PARAMETERS_ONLY = frozenset({_PARAMETER})
 
 
 def _is_parameter(p: Tensor) -> bool:
@@ -63,7 +65,7 @@ def _cpu_fast_path(parameters, theta: float, lr: float):
     took ~200 us, more than the clipping itself).
     """
     types = set(map(type, parameters))
-    if types == {_PARAMETER}:  # model.parameters(): their gradients
+    if types <= _PARAMETERS_ONLY:  # model.parameters(): their gradients
         grads = [p.grad for p in parameters]
     elif types <= _TENSOR_TYPES:  # plain tensors among them: gradients themselves
         grads = [p.grad if _is_parameter(p) else p for p in parameters]
@@ -118,9 +120,9 @@ def clip_grad_adjustable_(parameters: Tensor | Iterable[Tensor], theta: float, l
     (see the module docstring), with the learning rate passed as a tensor so that a
     changing learning rate does not recompile the step.
     """
-    if torch.compiler.is_compiling():
+    if _is_compiling():
         return _compiled(parameters, theta, lr, return_fraction)
-    if isinstance(lr, Tensor):
+    if type(lr) is not float and isinstance(lr, Tensor):
         lr = _lr_value(lr)
     bound = _kernel.clip_bound(theta, lr)
     if isinstance(parameters, Tensor):
