@@ -202,3 +202,23 @@ def test_export_for_inference_keeps_the_coupling_nodes():
         nodes = [n for n in ep.graph.nodes if n.op == "call_function" and "reversible_couple_" in str(n.target)]
         assert len(nodes) == 4
         torch.testing.assert_close(ep.module()(x), net(x), rtol=0, atol=0)
+
+
+def test_gradcheck_float64_traced_forward_against_reversible_backward():
+    # the value from the traced graph (no grad: coupling nodes), the gradient from the eager
+    # reversible backward that compiled training runs: gradcheck compares the two
+    torch.manual_seed(6)
+    f = lambda: nn.Sequential(nn.Tanh(), nn.Conv2d(1, 1, 3, padding=1))  # noqa: E731
+    seq = ReversibleSequence(ReversibleBlock(f(), f()), ReversibleBlock(f(), f())).double()
+    rec = GraphRecorder()
+    compiled = torch.compile(seq, backend=rec)
+
+    def fn(x):
+        y = compiled(x)
+        with torch.no_grad():
+            traced = compiled(x)
+        return y + (traced - y).detach()
+
+    x = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert rec.calls("reversible_couple_") == 4
