@@ -2,6 +2,8 @@
 torch binding, against a loop of per-array clamps."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -390,7 +392,7 @@ def test_compiled_training_step_is_one_graph_with_one_clip_node():
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
-    ref = __import__("copy").deepcopy(model)
+    ref = copy.deepcopy(model)
     rec = GraphRecorder()
     step = torch.compile(_train_step, backend=rec, fullgraph=True)
     x = torch.randn(16, 4, dtype=torch.float64)

@@ -136,6 +136,7 @@ def test_compile_csr_buffers_fullgraph():
     torch.testing.assert_close(H, He, rtol=0, atol=0)
     Wd, Hd = nmf(V.to_sparse_csr(), 3, init="nndsvd", random_state=0, max_iter=20)  # nmf_csr is nmf of that CSR
     torch.testing.assert_close(W, Wd, rtol=0, atol=0)
+    torch.testing.assert_close(H, Hd, rtol=0, atol=0)
 
 
 def test_sparse_tensor_arguments_are_refused_by_dynamo():
@@ -157,6 +158,7 @@ def test_arguments_without_schema_form_run_eagerly_behind_a_graph_break():
     W, H = c(V, 5)
     We, He = f(V, 5)
     torch.testing.assert_close(W, We, rtol=0, atol=0)
+    torch.testing.assert_close(H, He, rtol=0, atol=0)
     with pytest.raises(Exception, match="graph break|disable|Skip"):
         torch._dynamo.reset()
         torch.compile(f, backend="aot_eager", fullgraph=True)(V, 5)
@@ -199,8 +201,9 @@ def test_opcheck_and_compile_cuda():
     torch.library.opcheck(torch.ops.hotops.nmf_csr.default, (*_csr_buffers(V), 12, 9, *_tail(beta=1.0)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        f = lambda V: nmf(V, 3, init="random", random_state=0, max_iter=20)  # noqa: E731
+        f = lambda V: nmf(V, 3, init="random", random_state=0, max_iter=20)
         W, H = torch.compile(f, backend="aot_eager", fullgraph=True)(V)
         We, He = f(V)
     assert W.device.type == "cuda"
     torch.testing.assert_close(W, We)
+    torch.testing.assert_close(H, He)

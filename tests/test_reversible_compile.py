@@ -208,7 +208,7 @@ def test_gradcheck_float64_traced_forward_against_reversible_backward():
     # the value from the traced graph (no grad: coupling nodes), the gradient from the eager
     # reversible backward that compiled training runs: gradcheck compares the two
     torch.manual_seed(6)
-    f = lambda: nn.Sequential(nn.Tanh(), nn.Conv2d(1, 1, 3, padding=1))  # noqa: E731
+    f = lambda: nn.Sequential(nn.Tanh(), nn.Conv2d(1, 1, 3, padding=1))
     seq = ReversibleSequence(ReversibleBlock(f(), f()), ReversibleBlock(f(), f())).double()
     rec = GraphRecorder()
     compiled = torch.compile(seq, backend=rec)
