@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from hotops.kernels import resize as _kernel
+from hotops.kernels._validate import check_int, check_size
 
 from ._interop import check_tensor, stream_of, to_kernel
 
@@ -53,6 +54,9 @@ def _run(x: Tensor, plan, transpose: bool, check_finite: bool) -> Tensor:
     x = x.contiguous()  # torch makes strided input contiguous on its own device
     shape = list(x.shape)
     shape[-2], shape[-1] = plan.in_hw if transpose else plan.out_hw
+    if x.device.type == "cpu":
+        check_size("input_shape" if transpose else "scale or output_shape", shape,
+                   str(x.dtype).removeprefix("torch."), "an output")
     out = torch.empty(shape, dtype=x.dtype, device=x.device)
     if out.numel():
         _kernel.apply_plan(
@@ -164,7 +168,8 @@ def imresize_transpose(g: Tensor, input_shape, scale=None, output_shape=None, an
     _validate("g", g, _GRAD_DTYPES)
     if not isinstance(input_shape, (tuple, list, torch.Size)) or len(input_shape) != 2:
         raise TypeError(f"input_shape must be a pair (height, width), got {input_shape!r}")
-    plan = _kernel.resize_plan(tuple(input_shape), scale=scale, output_shape=output_shape, antialias=antialias)
+    input_shape = tuple(check_int("input_shape", v, min=1) for v in input_shape)
+    plan = _kernel.resize_plan(input_shape, scale=scale, output_shape=output_shape, antialias=antialias)
     if (g.shape[-2], g.shape[-1]) != plan.out_hw:
         raise ValueError(f"g has height x width {tuple(g.shape[-2:])}, expected {plan.out_hw} (the forward output)")
     return torch.ops.hotops.imresize_backward(g, *plan.in_hw, *plan.scales, plan.antialias)

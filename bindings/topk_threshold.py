@@ -40,6 +40,8 @@ from ._interop import check_tensor, from_kernel, stream_of, to_kernel
 __all__ = ["SparseProjection", "sparse_project", "sparse_project_with_mask", "IHTDefense", "iht", "patchwise_iht"]
 
 _DTYPES = (torch.float32, torch.float64)
+#: what IHT takes: real floats, and integers (converted to float64 by the kernel, DCT only)
+_IHT_DTYPES = _DTYPES + (torch.bool, torch.uint8, torch.int32, torch.int64)
 # Half precisions (autocast) are projected in float32 and rounded back: the transforms
 # have no half-precision kernels on the CPU.
 _HALF = (torch.float16, torch.bfloat16)
@@ -181,14 +183,15 @@ def sparse_project(x: Tensor, k: int, transform: str = "dct", axes=(-2, -1)) -> 
     """
     if torch.compiler.is_compiling():  # the op's schema takes the axes as a list of ints
         _check_x(x)
-        return torch.ops.hotops.sparse_project(x, k, transform, _norm_axes(axes, x.dim()))[0]
+        return torch.ops.hotops.sparse_project(x, check_int("k", k), transform, _norm_axes(axes, x.dim()))[0]
     return SparseProjection.apply(x, k, transform, axes)  # (its forward checks x and the axes)
 
 
 def sparse_project_with_mask(x: Tensor, k: int, transform: str = "dct", axes=(-2, -1)) -> tuple[Tensor, Tensor]:
     """(y, mask) through the custom op: y differentiable, mask the chosen support (bool)."""
     _check_x(x)
-    return torch.ops.hotops.sparse_project(x, k, transform, _norm_axes(axes, x.dim()))
+    # the op's schema takes a Python int: numpy integers are converted, other values refused
+    return torch.ops.hotops.sparse_project(x, check_int("k", k), transform, _norm_axes(axes, x.dim()))
 
 
 class IHTDefense(nn.Module):
@@ -259,7 +262,7 @@ def iht(y: Tensor, k: int, t: int, n_iter: int = 20, tol: float = 1e-6, transfor
     as tensors on y's device (and the iterations per sample, a CPU int64 tensor, when
     ``return_iterations``). Arguments as in :func:`hotops.iht`.
     """
-    check_tensor("y", y)
+    check_tensor("y", y, dtypes=_IHT_DTYPES)
     return _on_kernel(_op.iht, y, k, t, n_iter, tol, transform, axes, return_iterations=return_iterations,
                       workers=workers)
 
@@ -268,5 +271,5 @@ def patchwise_iht(y: Tensor, k: int, t: int, patch=(7, 7), n_iter: int = 20, tol
                   transform: str = "dct", *, workers=None) -> tuple[Tensor, Tensor]:
     """Algorithm 2 (IHT on non-overlapping patches) of Bafna et al. (2018) on a tensor,
     without autograd; as :func:`iht`, arguments as in :func:`hotops.patchwise_iht`."""
-    check_tensor("y", y)
+    check_tensor("y", y, dtypes=_IHT_DTYPES)
     return _on_kernel(_op.patchwise_iht, y, k, t, patch, n_iter, tol, transform, workers=workers)

@@ -40,6 +40,10 @@ def prepare_parameters(weights, means, covariances):
         Shapes that disagree, negative or all-zero weights, non-finite values, a
         covariance that is not symmetric positive definite (names the component).
     """
+    for name, a in (("weights", weights), ("means", means), ("covariances", covariances)):
+        kind = np.asarray(a).dtype.kind
+        if kind not in "fiu":
+            raise TypeError(f"{name} must hold real numbers, got dtype {np.asarray(a).dtype}")
     w = np.asarray(weights, dtype=np.float64)
     mu = np.asarray(means, dtype=np.float64)
     cov = np.asarray(covariances, dtype=np.float64)

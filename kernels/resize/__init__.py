@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._backend import CPU, backend_of
-from .._validate import check_dtype, check_out, overlaps_any
+from .._validate import check_dtype, check_int, check_out, check_size, overlaps_any
 from .color import rgb2ycbcr, ycbcr2rgb
 from .metrics import psnr, ssim
 from .tables import AxisTable, axis_table, cubic
@@ -112,9 +112,11 @@ def resize_plan(in_hw, scale=None, output_shape=None, antialias: bool = True) ->
     antialias : bool
         Stretch the kernel when shrinking (MATLAB's default ``'Antialiasing', true``).
     """
-    in_h, in_w = (int(v) for v in in_hw)
+    if isinstance(in_hw, (str, bytes)) or not hasattr(in_hw, "__len__") or len(in_hw) != 2:
+        raise TypeError(f"in_hw must be a pair (height, width), got {in_hw!r}")
+    in_h, in_w = (check_int("in_hw", v) for v in in_hw)
     if in_h < 1 or in_w < 1:
-        raise ValueError(f"x must have a non-empty height and width, got {in_h} x {in_w}")
+        raise ValueError(f"in_hw must be positive (a non-empty height and width), got {in_h} x {in_w}")
     if (scale is None) == (output_shape is None):
         raise ValueError("give exactly one of scale and output_shape")
     if not isinstance(antialias, (bool, np.bool_)):
@@ -130,6 +132,7 @@ def resize_plan(in_hw, scale=None, output_shape=None, antialias: bool = True) ->
 
 def spatial_axes(ndim: int) -> tuple[int, int]:
     """The (H, W) axes of a layout: (0, 1) for (H, W) and (H, W, C), (2, 3) for (N, C, H, W)."""
+    ndim = check_int("ndim", ndim)
     if ndim not in _LAYOUTS:
         raise ValueError(f"x must have 2, 3 or 4 dimensions ((H, W), (H, W, C) or (N, C, H, W)), got ndim={ndim}")
     return (2, 3) if ndim == 4 else (0, 1)
@@ -160,7 +163,7 @@ def _is_c_contiguous(x) -> bool:
     return bool(getattr(x, "is_c_contiguous", lambda: False)())
 
 
-def _apply(x, plan: ResizePlan, transpose: bool, out, stream, check_finite: bool, name: str):
+def _apply(x, plan: ResizePlan, transpose: bool, out, stream, check_finite: bool, name: str, size_arg: str = "plan"):
     backend = backend_of(**{name: x}, out=out)
     _check_rank(name, x)
     ndim = len(x.shape)
@@ -175,11 +178,13 @@ def _apply(x, plan: ResizePlan, transpose: bool, out, stream, check_finite: bool
     out_shape[ax_h], out_shape[ax_w] = dst_hw
     out_shape = tuple(out_shape)
     if out is None:
+        if backend == CPU:
+            check_size(size_arg, out_shape, dtype, "an output")
         out = _empty(backend, out_shape, dtype, x)
     else:
         check_out("out", out, out_shape, dtype)
         if overlaps_any(out, x):  # out shares x's memory: resize into a temporary, then write
-            res = _apply(x, plan, transpose, None, stream, check_finite, name)
+            res = _apply(x, plan, transpose, None, stream, check_finite, name, size_arg)
             if backend == CPU:
                 out[...] = res
             else:
@@ -289,9 +294,11 @@ def imresize(x, scale=None, output_shape=None, antialias: bool = True, out=None,
     backend_of(x=x, out=out)  # TypeError naming the argument for non-arrays, mixed devices
     _check_rank("x", x)
     ax_h, ax_w = spatial_axes(len(x.shape))
-    in_hw = (x.shape[ax_h], x.shape[ax_w])
+    in_hw = (int(x.shape[ax_h]), int(x.shape[ax_w]))
+    if min(in_hw) < 1:
+        raise ValueError(f"x must have a non-empty height and width, got {in_hw[0]} x {in_hw[1]}")
     plan = resize_plan(in_hw, scale=scale, output_shape=output_shape, antialias=antialias)
-    return _apply(x, plan, False, out, stream, check_finite, "x")
+    return _apply(x, plan, False, out, stream, check_finite, "x", "scale" if scale is not None else "output_shape")
 
 
 def imresize_transpose(
@@ -315,10 +322,11 @@ def imresize_transpose(
     """
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 2:
         raise TypeError(f"input_shape must be a pair (height, width), got {input_shape!r}")
+    input_shape = tuple(check_int("input_shape", v, min=1) for v in input_shape)
     backend_of(g=g, out=out)
     _check_rank("g", g)
     plan = resize_plan(input_shape, scale=scale, output_shape=output_shape, antialias=antialias)
-    return _apply(g, plan, True, out, stream, check_finite, "g")
+    return _apply(g, plan, True, out, stream, check_finite, "g", "input_shape")
 
 
 def apply_plan(x, plan: ResizePlan, *, transpose: bool = False, out=None, stream=None, check_finite: bool = True):

@@ -118,6 +118,7 @@ def ssim(a, b, shave: int = 0, data_range=None) -> float:
 
     x, y, peak = _check_pair(a, b, shave, data_range)
     if x.shape[0] < WINDOW or x.shape[1] < WINDOW:
-        raise ValueError(f"ssim needs images of at least {WINDOW} x {WINDOW} after shaving, got {x.shape[:2]}")
+        raise ValueError(f"ssim needs images of at least {WINDOW} x {WINDOW} after shaving (shave={shave}), "
+                         f"got {x.shape[:2]}")
     return float(structural_similarity(x, y, gaussian_weights=True, sigma=SIGMA, use_sample_covariance=False,
                                        data_range=peak, K1=K1, K2=K2, channel_axis=None if x.ndim == 2 else 2))

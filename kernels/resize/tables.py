@@ -56,8 +56,22 @@ class AxisTable(NamedTuple):
     identity: bool
 
 
-def cubic(x: np.ndarray) -> np.ndarray:
-    """Keys' cubic convolution kernel with a = -0.5 (Keys 1981, eq. 15), as MATLAB writes it."""
+def cubic(x) -> np.ndarray:
+    """Keys' cubic convolution kernel with a = -0.5 (Keys 1981, eq. 15), as MATLAB writes it.
+
+    x: real numbers (array-like); the kernel is 0 outside [-2, 2] (also at +-inf) and NaN
+    stays NaN. ``TypeError`` for complex, object and other non-real input."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"x must hold real numbers, got dtype {a.dtype}")
+    inf = np.isinf(a)
+    if not inf.any():
+        return _cubic(a)
+    with np.errstate(invalid="ignore"):  # inf - inf inside the polynomial; replaced by 0 below
+        return np.where(inf, 0.0, _cubic(a))
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
     ax2 = ax * ax
     ax3 = ax2 * ax
@@ -71,10 +85,10 @@ def _forward(n_in: int, n_out: int, scale: float, antialias: bool):
         width = KERNEL_WIDTH / scale
 
         def h(d):
-            return scale * cubic(scale * d)
+            return scale * _cubic(scale * d)
     else:
         width = KERNEL_WIDTH
-        h = cubic
+        h = _cubic
     x = np.arange(1, n_out + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)
     left = np.floor(u - width / 2.0)
@@ -114,7 +128,6 @@ def _transpose(indices: np.ndarray, weights: np.ndarray, n_in: int):
     return t_idx, t_w
 
 
-@functools.lru_cache(maxsize=512)
 def axis_table(n_in: int, n_out: int, scale: float, antialias: bool) -> AxisTable:
     """The cached forward and transposed tables of one axis (see the module docstring).
 
@@ -133,11 +146,22 @@ def axis_table(n_in: int, n_out: int, scale: float, antialias: bool) -> AxisTabl
     Keys, "Cubic convolution interpolation for digital image processing", IEEE Trans.
     ASSP 29(6), 1981; MATLAB ``imresize(..., 'bicubic')`` (function ``contributions``).
     """
-    n_in, n_out, scale, antialias = int(n_in), int(n_out), float(scale), bool(antialias)
-    if n_in < 1 or n_out < 1:
-        raise ValueError(f"axis lengths must be >= 1, got n_in={n_in}, n_out={n_out}")
-    if not (math.isfinite(scale) and scale > 0.0):
+    from .._validate import check_int, check_real, check_size
+
+    n_in, n_out = check_int("n_in", n_in, min=1), check_int("n_out", n_out, min=1)
+    scale = check_real("scale", scale)
+    if not scale > 0.0:
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    if not isinstance(antialias, (bool, np.bool_)):
+        raise TypeError(f"antialias must be a bool, got {antialias!r}")
+    antialias = bool(antialias)
+    width = KERNEL_WIDTH / scale if antialias and scale < 1.0 else KERNEL_WIDTH
+    check_size("scale", (n_out, math.ceil(width) + 2), np.float64, "a weight table")
+    return _axis_table(n_in, n_out, scale, antialias)
+
+
+@functools.lru_cache(maxsize=512)
+def _axis_table(n_in: int, n_out: int, scale: float, antialias: bool) -> AxisTable:
     indices, weights = _forward(n_in, n_out, scale, antialias)
     identity = (
         n_in == n_out

@@ -153,6 +153,6 @@ def dequantize(q, out, inv_scale: float) -> None:
 def quantize_couple(y, f, sign: int, scale: float, limit: float, acc, add) -> int:
     do_acc = acc is not None
     if not do_acc:
-        acc, add = f[:1], f[:1]
+        acc = add = np.zeros(1, f.dtype)  # typed placeholders, never touched (f may be read-only)
     kernel = _quantize_couple_parallel if _parallel(y.size) else _quantize_couple_serial
     return int(kernel(y, f, np.int64(sign), scale, limit, acc, add, do_acc))

@@ -42,7 +42,7 @@ import numpy as np
 from .._backend import CPU, backend_of, is_cupy, is_torch
 from .._validate import PARTIAL_OVERLAP, SAME_MEMORY, check_axes, check_dtype, check_int, check_out, overlap
 from . import config, project, recovery
-from .transforms import TRANSFORMS, from_end, hermitian_partner, to_end, workers_for, xp_fft
+from .transforms import TRANSFORMS, _hermitian_partner, from_end, hermitian_partner, to_end, workers_for, xp_fft
 
 __all__ = ["topk_threshold", "hermitian_threshold", "apply_mask", "hermitian_partner", "check_k", "check_transform",
            "sparse_project", "project_with_mask", "iht", "patchwise_iht", "TRANSFORMS"]
@@ -233,7 +233,7 @@ def hermitian_threshold(X, k, signal_shape, out=None, return_mask=True):
     out2 = np.empty_like(x2)
     mask2 = np.zeros(x2.shape, np.bool_)
     if x2.shape[0]:
-        bad = cpu.threshold_hermitian(x2, hermitian_partner(signal_shape), k, out2, mask2)
+        bad = cpu.threshold_hermitian(x2, _hermitian_partner(signal_shape), k, out2, mask2)
         if bad.any():
             _raise_nonfinite("X", bad)
     res = out2.reshape(*lead, *half)
@@ -387,6 +387,14 @@ def project_with_mask(x, mask, transform="dct", axes=(-2, -1), *, workers=None):
     a bool array of the coefficients' shape on the same device.
     """
     transform = check_transform(transform)
+    _check_array("x", x, "project_with_mask")
+    _check_array("mask", mask, "project_with_mask")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension, got a 0-d array")
+    if is_cupy(x) != is_cupy(mask):
+        raise TypeError("x and mask are on different devices (one CuPy, one numpy array)")
+    if np.dtype(mask.dtype) != np.bool_:
+        raise TypeError(f"mask must have dtype bool (the support), got {np.dtype(mask.dtype).name}")
     axes = _check_axes(axes, x.ndim)
     x = _as_float(x, transform)
     xm, _lead, sizes = to_end(x, axes)

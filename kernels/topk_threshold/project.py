@@ -25,7 +25,7 @@ import numpy as np
 
 from .._backend import is_cupy
 from . import config
-from .transforms import (dct_mats_2d, dft_mats_2d, forward, from_end, hermitian_partner, inverse, use_dct_matmul,
+from .transforms import (_hermitian_partner, dct_mats_2d, dft_mats_2d, forward, from_end, inverse, use_dct_matmul,
                          workers_for, xp_fft)
 
 
@@ -86,9 +86,9 @@ def fft_project_fused(xm, k, lead, sizes, want_mask=True):
     if x3.shape[0]:
         if fused_needs_blas_limit(h, w):
             with one_blas_thread(True):
-                bad = cpu.fft_project_small(x3, k, dft_mats_2d(h, w, x3.dtype), hermitian_partner((h, w)), out3, mask2)
+                bad = cpu.fft_project_small(x3, k, dft_mats_2d(h, w, x3.dtype), _hermitian_partner((h, w)), out3, mask2)
         else:  # no context manager at all: even a no-op one costs per call
-            bad = cpu.fft_project_small(x3, k, dft_mats_2d(h, w, x3.dtype), hermitian_partner((h, w)), out3, mask2)
+            bad = cpu.fft_project_small(x3, k, dft_mats_2d(h, w, x3.dtype), _hermitian_partner((h, w)), out3, mask2)
         if bad:
             raise ValueError(f"x must be finite: {bad} sample(s) hold NaN or inf")
     return out3.reshape(*lead, h, w), (mask2.reshape(*lead, h, wh) if want_mask else None)
@@ -111,7 +111,7 @@ def select(C, k, sizes, real_fft, stream=None):
     mask2 = np.zeros(C2.shape, np.bool_)
     if C2.shape[0]:
         if real_fft:
-            bad = cpu.threshold_hermitian(C2, hermitian_partner(sizes), k, C2, mask2)
+            bad = cpu.threshold_hermitian(C2, _hermitian_partner(tuple(sizes)), k, C2, mask2)
         else:
             bad = cpu.threshold_rows(C2, k, C2, mask2)
         if bad.any():
@@ -141,7 +141,7 @@ def select_cuda(C, k, sizes, real_fft, stream=None):
         out2 = cupy.where(mask2, C2, 0)
     else:
         # Hermitian half spectra: weighted ranking (pairs cost 2) by a stable device sort.
-        part = cupy.asarray(hermitian_partner(sizes))
+        part = cupy.asarray(_hermitian_partner(tuple(sizes)))
         idx = cupy.arange(m)
         rep = (part < 0) | (part >= idx)
         cost = cupy.where(part < 0, 2, cupy.where(part == idx, 1, cupy.where(part > idx, 2, 0)))

@@ -180,7 +180,6 @@ def inverse(C, transform: str, sizes, workers: int, real_fft: bool, dtype):
 
 # --------------------------------------------------------------------------- half spectra
 
-@functools.lru_cache(maxsize=64)
 def hermitian_partner(shape: tuple[int, ...]) -> np.ndarray:
     """Flat partner table of the rfftn half spectrum of a real signal of ``shape``.
 
@@ -190,7 +189,13 @@ def hermitian_partner(shape: tuple[int, ...]) -> np.ndarray:
     The table is cached per shape and read-only: every projection of a shape reuses it
     instead of rebuilding the meshgrid.
     """
-    return _hermitian_partner(tuple(int(s) for s in shape))
+    from .._validate import check_int, check_size
+
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or not len(shape):
+        raise TypeError(f"shape must be a non-empty sequence of integers, got {shape!r}")
+    shape = tuple(check_int("shape", s, min=1) for s in shape)
+    check_size("shape", (*shape[:-1], shape[-1] // 2 + 1), np.int64, "a partner table")
+    return _hermitian_partner(shape)
 
 
 @functools.lru_cache(maxsize=64)
