@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 
 from .._backend import CPU, backend_of, is_cupy, is_torch
-from .._validate import check_dtype, check_size
+from .._validate import check_dtype, check_size, check_writeable
 from .checks import array_module, check_nonnegative
 from .common import DTYPES, EPSILON, Params, beta_loss_to_float, check_stopping, is_host_sparse, is_sparse
 
@@ -53,14 +53,21 @@ __all__ = [
 ]
 
 
-def _check_factor(name, F, shape, dtype):
+def _check_factor(name, F, shape, dtype, in_place=True):
+    if not hasattr(F, "shape") or not hasattr(F, "dtype"):
+        raise TypeError(f"{name} must be an array, got {type(F).__module__}.{type(F).__qualname__}")
+    if len(F.shape) != len(shape):
+        raise ValueError(f"{name} must have {len(shape)} dimensions, got shape {tuple(F.shape)}")
     if tuple(F.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(F.shape)}")
     if np.dtype(F.dtype) != dtype:
         raise TypeError(f"{name} must have V's dtype {dtype.name}, got {np.dtype(F.dtype).name}")
+    if not in_place:
+        return
     flags = getattr(F, "flags", None)
     if flags is not None and not flags["C_CONTIGUOUS"]:
         raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
+    check_writeable(name, F)
 
 
 def _cpu_problem(V, mask, beta, r):
@@ -75,11 +82,21 @@ def _cuda_problem(V, mask, beta, r, stream):
     return cuda.make_problem(V, mask, Params(beta), r, stream)
 
 
-def _validate(V, W, H, mask, beta, backend):
+def _check_V(V):
+    """V as the problems take it: 2-D, float32/float64, non-empty; (dtype, m, n)."""
+    if not hasattr(V, "shape") or not hasattr(V, "dtype"):
+        raise TypeError(f"V must be an array or a sparse matrix, got {type(V).__module__}.{type(V).__qualname__}")
     if len(V.shape) != 2:
         raise ValueError(f"V must be 2-D (m, n), got shape {tuple(V.shape)}")
     dtype = check_dtype("V", V, DTYPES)
     m, n = V.shape
+    if m == 0 or n == 0:
+        raise ValueError(f"V must be non-empty, got shape {tuple(V.shape)}")
+    return dtype, m, n
+
+
+def _validate(V, W, H, mask, beta, backend):
+    dtype, m, n = _check_V(V)
     if W is None or H is None:
         raise TypeError("W and H (the initial factors) are required")
     if len(W.shape) != 2:
@@ -87,17 +104,27 @@ def _validate(V, W, H, mask, beta, backend):
     r = W.shape[1]
     _check_factor("W", W, (m, r), dtype)
     _check_factor("H", H, (r, n), dtype)
-    if mask is not None and tuple(mask.shape) != (m, n):
-        raise ValueError(f"mask must have V's shape {(m, n)}, got {tuple(mask.shape)}")
+    _check_mask_shape(mask, (m, n))
     return dtype, r
+
+
+def _check_mask_shape(mask, shape):
+    if mask is not None and tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"mask must have V's shape {tuple(shape)}, got {tuple(mask.shape)}")
 
 
 def make_problem(V, mask, beta_loss, r, stream=None):
     """The per-backend problem object (``update_W``, ``update_H``, ``error``...), for drivers
     that run their own loop (``hotops.distributed``)."""
     beta = beta_loss_to_float(beta_loss)
+    _check_V(V)
+    _check_mask_shape(mask, V.shape)
+    from .._validate import check_int
+
+    r = check_int("r", r, min=1)
     if is_host_sparse(V) or isinstance(V, np.ndarray):
         return _cpu_problem(V, mask, beta, r)
+    backend_of(V=V.data if is_sparse(V) else V)  # TypeError for torch tensors and other objects
     return _cuda_problem(V, mask, beta, r, stream)
 
 
@@ -145,6 +172,8 @@ def multiplicative_update(V, W, H, *, beta_loss="frobenius", max_iter=200, tol=1
         check_nonnegative("V", V)
         if mask is not None:
             check_nonnegative("mask", mask)
+        check_nonnegative("W", W)
+        check_nonnegative("H", H)
         if beta <= 0 and _has_zero(V):
             raise ValueError(
                 "V contains zeros and beta_loss <= 0 (Itakura-Saito): the updates divide by "
@@ -171,9 +200,19 @@ def run_loop(problem, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_r
              update_H=True, callback=None, final_error=None):
     """scikit-learn's ``_fit_multiplicative_update`` loop over a problem object.
 
-    ``final_error``: a list that receives the objective at the returned factors."""
+    W (m, r) and H (r, n) are the problem's factors (its V's dtype, C-contiguous, writeable;
+    updated in place). ``final_error``: a list that receives the objective at the returned
+    factors."""
     from .cpu import threads_for
 
+    max_iter, tol = check_stopping(max_iter, tol)
+    if len(getattr(W, "shape", ())) != 2:
+        raise ValueError(f"W must be 2-D (m, r), got {getattr(W, 'shape', type(W).__qualname__)}")
+    dtype = check_dtype("W", W, DTYPES)
+    shape = getattr(problem, "shape", None) or getattr(getattr(problem, "X", None), "shape", None)
+    m, n = tuple(shape) if shape is not None else (W.shape[0], getattr(H, "shape", (0, 0))[-1])
+    _check_factor("W", W, (m, W.shape[1]), dtype)
+    _check_factor("H", H, (W.shape[1], n), dtype, in_place=update_H)  # only read with update_H=False
     with threads_for(problem, W.shape[1]):
         return _run_loop(problem, W, H, max_iter=max_iter, tol=tol, l1_reg_W=l1_reg_W,
                          l1_reg_H=l1_reg_H, l2_reg_W=l2_reg_W, l2_reg_H=l2_reg_H,
@@ -253,6 +292,14 @@ def objective(V, W, H, *, beta_loss="frobenius", mask=None) -> float:
     """scikit-learn's ``_beta_divergence(V, W, H, beta, square_root=True)`` (weighted by the
     mask when given), computed by hotops' kernels without forming WH in full."""
     beta = beta_loss_to_float(beta_loss)
+    backend_of(V=V.data if is_sparse(V) else V, W=W, H=H)
+    dtype, m, n = _check_V(V)
+    if len(getattr(W, "shape", ())) != 2:
+        raise ValueError(f"W must be 2-D (m, r), got shape {tuple(W.shape)}")
+    _check_factor("W", W, (m, W.shape[1]), dtype, in_place=False)
+    _check_factor("H", H, (W.shape[1], n), dtype, in_place=False)
+    if isinstance(W, np.ndarray):
+        W, H = np.ascontiguousarray(W), np.ascontiguousarray(H)
     problem = make_problem(V, mask, beta, W.shape[1])
     Wk, Hk = problem.start(W, H)
     from .cpu import threads_for
@@ -300,12 +347,20 @@ def batched_multiplicative_update(V, W, H, *, beta_loss="frobenius", max_iter=20
         if tuple(mask.shape) != (nb, m, n):
             raise ValueError(f"mask must have V's shape {(nb, m, n)}, got {tuple(mask.shape)}")
     beta = beta_loss_to_float(beta_loss)
+    if nb == 0 or m == 0 or n == 0:
+        raise ValueError(f"V must be non-empty, got shape {tuple(V.shape)}")
     if check_input:
         check_nonnegative("V", V)
         if mask is not None:
             check_nonnegative("mask", mask)
+        check_nonnegative("W", W)
+        check_nonnegative("H", H)
         if beta <= 0 and _has_zero(V):
             raise ValueError("V contains zeros and beta_loss <= 0 (Itakura-Saito)")
+    if isinstance(V, np.ndarray) and not V.flags.writeable:  # Numba's kernels are typed for writeable arrays
+        V = V.copy()
+    if isinstance(mask, np.ndarray) and not mask.flags.writeable:
+        mask = mask.copy()
     regs = [np.broadcast_to(np.asarray(x, np.float64), (nb,)) for x in (l1_reg_W, l1_reg_H, l2_reg_W, l2_reg_H)]
     p = Params(beta)
     if backend == CPU:

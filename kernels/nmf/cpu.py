@@ -488,6 +488,8 @@ def cpu_problem(V, mask, beta, r):
         import scipy.sparse as sp
 
         X = V.tocsr() if V.format != "csr" else V
+        if not X.data.flags.writeable:  # Numba's kernels are typed for writeable arrays
+            X = X.copy()
         if not X.has_canonical_format:  # duplicates would be fitted as separate entries
             X = X.copy() if X is V else X
             X.sum_duplicates()
@@ -506,6 +508,10 @@ def cpu_problem(V, mask, beta, r):
     if mask is not None:
         M = mask.toarray() if is_host_sparse(mask) else np.asarray(mask)
         M = np.ascontiguousarray(M, dtype=V.dtype)
+        if not M.flags.writeable:
+            M = M.copy()
+    if not V.flags.writeable:  # Numba's kernels are typed for writeable arrays: one copy
+        V = V.copy()
     return DenseProblem(V, M, p, r)
 
 

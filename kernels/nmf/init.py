@@ -117,6 +117,8 @@ def initialize(V, r, init=None, random_state=None):
     from .._validate import check_size
 
     m, n = V.shape
+    if m == 0 or n == 0:
+        raise ValueError(f"V must be non-empty, got shape {tuple(V.shape)}")
     init = resolve_init(init, r, m, n)
     check_size("n_components", (max(m, n), r), V.dtype, "factors")
     xp = _xp(V.data if hasattr(V, "indptr") else V)
