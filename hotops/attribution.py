@@ -87,12 +87,30 @@ def _check_images(x):
         raise ValueError(f"x must have 4 dimensions (N, C, H, W), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.device.type not in ("cpu", "cuda"):
+        raise TypeError(f"x must be on a CPU or CUDA device, got {x.device}")
     if x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"x must hold at least one image with at least one channel, got shape {tuple(x.shape)}")
     if not bool(torch.isfinite(x).all()):
         # a NaN pixel need not reach the gradient (ReLU and max-pooling drop it), so the map
         # would look finite while it is not the saliency of any image: refused instead
         raise ValueError("x must be finite: it holds NaN or inf")
+
+
+def _check_model_matches(module, x) -> None:
+    """TypeError naming x when a module's floating-point parameters are of another dtype or
+    on another device than x (torch would fail inside the forward with a RuntimeError)."""
+    if module is None:
+        return
+    for p in module.parameters():
+        if p.is_floating_point():
+            if p.device != x.device:
+                raise TypeError(f"x is on {x.device} but the model's parameters are on {p.device}")
+            if p.dtype != x.dtype:
+                name = str(x.dtype).removeprefix("torch.")
+                want = str(p.dtype).removeprefix("torch.")
+                raise TypeError(f"x must have the model's dtype {want}, got {name}")
+            return
 
 
 def saliency(model, x, target, method: str = "gradient", *, batching: str = "vmap"):
@@ -156,9 +174,10 @@ def saliency(model, x, target, method: str = "gradient", *, batching: str = "vma
     if batching not in ("replicate", "vmap", "loop"):
         raise ValueError(f"batching must be 'replicate', 'vmap' or 'loop', got {batching!r}")
     n, c, h, w = x.shape
+    module = model if isinstance(model, torch.nn.Module) else None
+    _check_model_matches(module, x)
     targets, squeeze = _targets(target, n, x.device)
     t = targets.shape[1]
-    module = model if isinstance(model, torch.nn.Module) else None
     replicate = t > 1 and batching == "replicate"
     # rows k * N + n of the replicated batch are image n for its k-th target
     xg = (x.detach().repeat(t, 1, 1, 1) if replicate else x.detach()).requires_grad_(True)

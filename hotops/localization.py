@@ -41,6 +41,8 @@ def _to_numpy(a, name: str) -> np.ndarray:
         return a
     mod = type(a).__module__
     if mod.startswith("torch"):
+        if a.device.type not in ("cpu", "cuda"):
+            raise TypeError(f"{name} must be on a CPU or CUDA device, got {a.device}")
         return a.detach().cpu().numpy()
     raise TypeError(f"{name} must be a numpy array or a torch tensor, got {mod}.{type(a).__qualname__}")
 
