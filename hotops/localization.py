@@ -177,8 +177,11 @@ def fit_gmm(samples, n_components: int = 5, *, max_iter: int = 30, tol: float = 
     Notes
     -----
     Written for the colour models of :func:`localize` (a few thousand samples, K = 5,
-    D <= 3): scikit-learn's ``GaussianMixture`` gives the same kind of fit with far more
-    per-call overhead, which dominates at these sizes.
+    D <= 3). Against scikit-learn's ``GaussianMixture`` with the same settings (K, full
+    covariances, reg_covar, max_iter, tol) on saliency seeds of photographs it fits in less
+    time at a comparable mean log-likelihood (measured interleaved in one process); on
+    well-separated synthetic clusters GaussianMixture's full k-means initialisation is the
+    faster and finds the better optimum.
     """
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 1:
