@@ -28,6 +28,7 @@ __all__ = [
     "CIFAR10_CLASSES",
     "SR_SETS",
     "SAMPLE_IMAGES",
+    "UnreadableFileError",
     "cache_dir",
     "cifar10_classes",
     "data_available",
@@ -51,6 +52,17 @@ SR_SETS = ("set5", "set14", "train291")
 SAMPLE_IMAGES = ("chelsea", "coffee", "astronaut", "rocket")
 
 _SPLITS = ("train", "test")
+
+
+class UnreadableFileError(ValueError):
+    """A file that exists cannot be read as what it should be: truncated, corrupt, of another
+    format, too large to decode safely, or holding objects hotops refuses to unpickle.
+
+    A ``ValueError``, raised by :func:`read_image` and the checkpoint loaders
+    (``hotops.models._paths.load_checkpoint``); the command line reports it as a failure
+    (exit status 1) rather than as bad usage.
+    """
+
 _IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
@@ -255,7 +267,8 @@ def read_image(path, mode: str = "auto") -> tuple[np.ndarray, str | None]:
 
     Parameters
     ----------
-    path : path of a PNG, JPEG, BMP, TIFF... file (anything Pillow opens)
+    path : path of a PNG, JPEG, BMP, TIFF... file (anything Pillow opens), or a binary file
+        object (``sys.stdin.buffer``, ``io.BytesIO``) holding one
     mode : {'auto', 'rgb', 'gray'}
         'auto': grayscale files give (H, W), colour files (H, W, 3); 'rgb': always
         (H, W, 3); 'gray': always (H, W) (ITU-R 601 luma, Pillow's ``convert('L')``).
@@ -270,42 +283,43 @@ def read_image(path, mode: str = "auto") -> tuple[np.ndarray, str | None]:
     16-bit grayscale (Pillow modes ``I;16*`` and ``I``, as 16-bit PNGs open) is scaled to 8
     bits as round(v * 255 / 65535), whatever the values; float images (mode ``F``) are read
     as [0, 1] and scaled by 255. An alpha channel is dropped (not composited), palette
-    images are expanded. Raises ``ValueError`` for a file Pillow cannot read and for a bad
-    ``mode``; ``FileNotFoundError`` for a missing file.
+    images are expanded. Raises ``ValueError`` for a bad ``mode``,
+    :class:`UnreadableFileError` (a ``ValueError``) for a file Pillow cannot decode
+    (truncated, corrupt, not an image) and for one larger than Pillow's decompression-bomb
+    limit (``PIL.Image.MAX_IMAGE_PIXELS``; its warning counts as the error), and
+    ``FileNotFoundError`` for a missing file.
     """
-    from PIL import Image, UnidentifiedImageError
+    import struct
+    import warnings
+    import zlib
+
+    from PIL import Image
 
     if mode not in _READ_MODES:
         raise ValueError(f"mode must be one of {_READ_MODES}, got {mode!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+    if hasattr(path, "read"):
+        source, name = path, getattr(path, "name", None) or "the input stream"
+        if not isinstance(name, str) or name == "<stdin>":
+            name = "standard input"
+    else:
+        source = name = Path(path)
+        if not source.is_file():
+            raise FileNotFoundError(f"image not found: {source}")
     try:
-        with Image.open(path) as im:
-            im.load()
-            src = im.mode
-            note = None
-            if src in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                v = np.asarray(im).astype(np.float64)
-                arr = np.clip(np.round(v * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
-                note = f"{src} (16-bit) grayscale scaled to 8 bits"
-            elif src == "F":
-                arr = np.clip(np.round(np.asarray(im, np.float64) * 255.0), 0, 255).astype(np.uint8)
-                note = "float grayscale scaled from [0, 1] to 8 bits"
-            elif src == "L":
-                arr = np.asarray(im, np.uint8)
-            elif src == "RGB":
-                arr = np.asarray(im, np.uint8)
-            elif src in ("LA", "1") or (src == "P" and im.palette is not None and im.palette.mode == "L"
-                                        and "transparency" not in im.info):
-                arr = np.asarray(im.convert("L"), np.uint8)
-                note = f"{src} image converted to grayscale" + (", alpha dropped" if src == "LA" else "")
-            else:
-                alpha = "A" in src or "transparency" in im.info
-                arr = np.asarray(im.convert("RGB"), np.uint8)
-                note = f"{src} image converted to RGB" + (", alpha dropped" if alpha else "")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read {path} as an image ({exc})") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                im.load()
+                arr, note = _pixels_of(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnreadableFileError(
+            f"cannot read {name}: the image is larger than the {Image.MAX_IMAGE_PIXELS} pixels Pillow "
+            f"decodes safely ({str(exc).split(',')[0]}); a decompression bomb?") from None
+    except (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error, IndexError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # a file-system error (permission denied...), not the file's content
+        why = str(exc).split(" <_io.")[0] or type(exc).__name__
+        raise UnreadableFileError(f"cannot read {name} as an image ({why})") from None
     if mode == "rgb" and arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif mode == "gray" and arr.ndim == 3:
@@ -313,6 +327,32 @@ def read_image(path, mode: str = "auto") -> tuple[np.ndarray, str | None]:
 
         arr = np.asarray(_Image.fromarray(arr).convert("L"), np.uint8)
     return np.ascontiguousarray(arr), note
+
+
+def _pixels_of(im) -> tuple[np.ndarray, str | None]:
+    """(uint8 pixels, note) of an opened, loaded Pillow image (see :func:`read_image`)."""
+    src = im.mode
+    note = None
+    if src in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        v = np.asarray(im).astype(np.float64)
+        arr = np.clip(np.round(v * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        note = f"{src} (16-bit) grayscale scaled to 8 bits"
+    elif src == "F":
+        arr = np.clip(np.round(np.asarray(im, np.float64) * 255.0), 0, 255).astype(np.uint8)
+        note = "float grayscale scaled from [0, 1] to 8 bits"
+    elif src == "L":
+        arr = np.asarray(im, np.uint8)
+    elif src == "RGB":
+        arr = np.asarray(im, np.uint8)
+    elif src in ("LA", "1") or (src == "P" and im.palette is not None and im.palette.mode == "L"
+                                and "transparency" not in im.info):
+        arr = np.asarray(im.convert("L"), np.uint8)
+        note = f"{src} image converted to grayscale" + (", alpha dropped" if src == "LA" else "")
+    else:
+        alpha = "A" in src or "transparency" in im.info
+        arr = np.asarray(im.convert("RGB"), np.uint8)
+        note = f"{src} image converted to RGB" + (", alpha dropped" if alpha else "")
+    return arr, note
 
 
 def load_sr_set(name: str | os.PathLike) -> list[tuple[str, np.ndarray]]:

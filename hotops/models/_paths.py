@@ -114,14 +114,16 @@ def load_checkpoint(path, what: str = "checkpoint", map_location="cpu"):
     ------
     FileNotFoundError
         There is no file at ``path``.
-    ValueError
-        The file is not a readable torch file (text, truncated, corrupt), or it holds Python
-        objects other than tensors and plain containers (``weights_only=True`` refuses them:
+    hotops.data.UnreadableFileError
+        A ``ValueError``: the file is not a readable torch file (text, truncated, corrupt),
+        or it holds Python objects other than tensors and plain containers (``weights_only=True`` refuses them:
         loading them would run code chosen by whoever wrote the file).
     """
     import pickle
 
     import torch
+
+    from hotops.data import UnreadableFileError
 
     path = Path(path)
     if not path.is_file():
@@ -130,17 +132,18 @@ def load_checkpoint(path, what: str = "checkpoint", map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" in str(exc).lower():
-            raise ValueError(
+            raise UnreadableFileError(
                 f"refusing to load {path} as a {what}: it holds Python objects other than tensors and "
                 f"plain data{_unsupported_global(str(exc))}, and loading them could run code; "
                 f"hotops never writes such files"
             ) from None
-        raise ValueError(f"cannot read {path} as a {what}: not a torch checkpoint ({_why(exc)})") from None
+        raise UnreadableFileError(f"cannot read {path} as a {what}: not a torch checkpoint ({_why(exc)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError, KeyError,
             IndexError, UnicodeDecodeError, MemoryError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise  # a file-system error (permission denied...), not the file's content
-        raise ValueError(f"cannot read {path} as a {what}: not a torch checkpoint file, or a damaged one ({_why(exc)})") from None
+        raise UnreadableFileError(f"cannot read {path} as a {what}: not a torch checkpoint file, "
+                                  f"or a damaged one ({_why(exc)})") from None
 
 
 def _why(exc) -> str:

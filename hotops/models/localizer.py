@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data import UnreadableFileError
 from ._paths import checkpoint, load_checkpoint
 
 __all__ = ["localizer_net", "load_localizer", "CHECKPOINT", "MEAN", "STD", "ARCH"]
@@ -75,7 +76,7 @@ def load_localizer(path=None):
         model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()})
         meta = {k: ckpt[k] for k in ("classes", "mean", "std", "canvas", "test_accuracy", "train")}
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-        raise ValueError(f"{p} is not a localizer checkpoint ({type(exc).__name__}: "
+        raise UnreadableFileError(f"{p} is not a localizer checkpoint ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     model.eval()
     meta["classes"] = tuple(meta["classes"])

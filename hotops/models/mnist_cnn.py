@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data import UnreadableFileError
 from ._paths import CHECKPOINT_DIR, load_checkpoint
 
 __all__ = ["MnistCNN", "load_defense_model", "CHECKPOINT_DIR", "defense_checkpoint"]
@@ -79,7 +80,7 @@ def load_defense_model(kind: str = "topk", path=None) -> tuple[MnistCNN, dict]:
         model = MnistCNN(**ckpt["arch"])
         model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-        raise ValueError(f"{p} is not a defence checkpoint ({type(exc).__name__}: "
+        raise UnreadableFileError(f"{p} is not a defence checkpoint ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}

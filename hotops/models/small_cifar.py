@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data import UnreadableFileError
 from ._paths import checkpoint, load_checkpoint
 
 __all__ = ["SmallCifarNet", "load_small_cifar", "CHECKPOINT", "DEFAULT_WIDTHS"]
@@ -149,7 +150,7 @@ def load_small_cifar(pretrained: bool = True, path=None, map_location="cpu"):
             state = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
             model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-        raise ValueError(f"{p} is not a small_cifar checkpoint ({type(exc).__name__}: "
+        raise UnreadableFileError(f"{p} is not a small_cifar checkpoint ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     model.eval()
     return model, meta

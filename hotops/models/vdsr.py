@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data import UnreadableFileError
 from ._paths import checkpoint, load_checkpoint, plain, save_checkpoint
 
 __all__ = ["VDSR", "CHECKPOINT"]
@@ -173,14 +174,14 @@ class VDSR(nn.Module):
             raise FileNotFoundError(f"VDSR checkpoint not found: {path}")
         ckpt = load_checkpoint(path, "VDSR checkpoint", map_location=map_location)
         if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-            raise ValueError(f"{path} is not a hotops VDSR checkpoint (no 'state_dict')")
+            raise UnreadableFileError(f"{path} is not a hotops VDSR checkpoint (no 'state_dict')")
         cfg = ckpt.get("config", {})
         try:
             model = cls(depth=int(cfg.get("depth", 20)), channels=int(cfg.get("channels", 64)))
             model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                    for k, v in ckpt["state_dict"].items()})
         except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"{path} is not a hotops VDSR checkpoint ({str(exc).splitlines()[0]})") from None
+            raise UnreadableFileError(f"{path} is not a hotops VDSR checkpoint ({str(exc).splitlines()[0]})") from None
         meta = ckpt.get("metadata", {})
         model.metadata = dict(meta) if isinstance(meta, dict) else {}
         model.eval()
