@@ -24,6 +24,11 @@ def parse(*argv):
     (("--arch", "vgg16", "--epochs", "1"), "--arch must be one of"),
     (("--arch", "revnet38"), "give --epochs N or --budget SECONDS"),
     (("--budget", "-3"), "--budget must be > 0"),
+    (("--budget", "nan"), "--budget must be > 0 and finite"),
+    (("--epochs", "inf"), "--epochs must be > 0 and finite"),
+    (("--epochs", "1", "--lr", "0"), "--lr must be > 0"),
+    (("--epochs", "1", "--momentum", "-1"), "--momentum must be >= 0"),
+    (("--epochs", "1", "--threads", "0"), "--threads must be >= 1"),
     (("--epochs", "1", "--batch", "0"), "--batch must be >= 1"),
     (("--arch", "resnet32", "--epochs", "1", "--stored"), "--stored applies to RevNets only"),
 ])
@@ -55,10 +60,65 @@ def test_tiny_run_checkpoint_and_resume(tmp_path):
     first = rt.run_training(args)
     assert first["steps"] == 2 and ckpt.exists() and ckpt.with_suffix(".json").exists()
     assert 0.0 <= first["final_test_acc"] <= 1.0
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)  # tensors and plain data only
     assert state["step"] == 2 and len(state["history"]) == 1
     again = rt.run_training(parse("--resume", str(ckpt), "--epochs", "2", "--no-progress", "--threads", "1"))
     assert again["steps"] == 4 and [h["step"] for h in again["history"]] == [2, 4]
+
+
+@needs_data("cifar10_jpeg.npz")
+def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, capsys):
+    """SIGINT in the middle of an epoch: the step finishes, the checkpoint is saved (with the
+    epoch's order of the images), the command exits 130; resuming ends with the very weights
+    (BatchNorm statistics too) of a run never stopped."""
+    import os
+    import signal
+
+    from hotops.cli import main
+
+    common = ["--arch", "revnet38", "--epochs", "2", "--batch", "8", "--train-subset", "32", "--test-subset", "8",
+              "--no-progress", "--threads", "1"]
+    straight, stopped = tmp_path / "straight.pt", tmp_path / "stopped.pt"
+    rt.run_training(parse(*common, "--out", str(straight)))
+    real_augment, calls = rt._augment, [0]
+
+    def augment_then_interrupt(x, rng):
+        calls[0] += 1
+        if calls[0] == 6:  # the second step of the second epoch (4 steps per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_augment(x, rng)
+
+    monkeypatch.setattr(rt, "_augment", augment_then_interrupt)
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["train", "revnet", *common, "--out", str(stopped)]) == 130
+    assert signal.getsignal(signal.SIGINT) is before
+    err = capsys.readouterr().err
+    assert f"resume with: hotops train revnet --resume {stopped}" in err and "Traceback" not in err
+    saved = torch.load(stopped, weights_only=True)
+    assert saved["step"] == 6 and saved["perm"] is not None and saved["scheduler"]["last_epoch"] == 6
+    monkeypatch.setattr(rt, "_augment", real_augment)
+    assert main(["train", "revnet", *common, "--out", str(stopped)]) == 2  # a fresh run would overwrite it
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["train", "revnet", "--resume", str(stopped), "--no-progress", "--threads", "1"]) == 0
+    a, b = torch.load(straight, weights_only=True), torch.load(stopped, weights_only=True)
+    assert a["step"] == b["step"] == 8
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert [h["step"] for h in b["history"]] == [4, 8]
+
+
+def test_missing_resume_is_a_clear_error(tmp_path, capsys):
+    from hotops.cli import main
+
+    assert main(["train", "revnet", "--resume", str(tmp_path / "none.pt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"hotops train revnet: error: RevNet training checkpoint not found: {tmp_path / 'none.pt'}"
+
+
+def test_default_checkpoint_is_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOTOPS_CACHE", str(tmp_path))
+    assert rt.default_out(parse("--epochs", "1")) == tmp_path / "revnet38.pt"
+    assert rt.default_out(parse("--resume", "r.pt")).name == "r.pt"
 
 
 def test_saved_bytes_vs_depth_shapes():

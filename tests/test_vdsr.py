@@ -187,22 +187,83 @@ def test_iterations_with_a_generous_budget_run_exactly_that_many():
     assert hist["total"] == 2 and hist["iterations"] == 2 and len(hist["losses"]) == 2
 
 
-def test_resume_round_trip(tmp_path):
+def _assert_bitwise_equal(m1, m2):
+    for (k, p1), p2 in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(p1, p2), k
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_resume_round_trip(tmp_path, schedule):
+    """Stopped at iteration 4 and resumed, the run ends with the very weights of a run that
+    was never stopped (the schedule's steps at 25/50/75% fall on both sides of the stop)."""
     lr, hr = _synthetic_pool(32)
     state = tmp_path / "state.pt"
     torch.manual_seed(0)
     a = VDSR(depth=3, channels=4)
     b = VDSR(depth=3, channels=4)
     b.load_state_dict(a.state_dict())
-    train(a, lr, hr, iterations=8, batch=4, progress=False, seed=3)  # straight through
-    train(b, lr, hr, iterations=8, batch=4, progress=False, seed=3, state_path=state, stop_at=4)
-    saved = torch.load(state, weights_only=False)
+    kw = dict(iterations=8, batch=4, progress=False, seed=3, schedule=schedule)
+    train(a, lr, hr, **kw)  # straight through
+    train(b, lr, hr, **kw, state_path=state, stop_at=4)
+    saved = torch.load(state, weights_only=True)  # plain data and tensors only
     assert saved["iteration"] == 4 and "optimizer" in saved and "rng" in saved
+    assert saved["scheduler"]["last_epoch"] == 4
     c = VDSR(depth=3, channels=4)
-    hist = train(c, lr, hr, iterations=8, batch=4, progress=False, resume=state)
+    hist = train(c, lr, hr, progress=False, resume=state, batch=4, schedule=schedule)
     assert hist["iterations"] == 8
-    for pa, pc in zip(a.parameters(), c.parameters()):
-        torch.testing.assert_close(pa, pc, rtol=1e-5, atol=1e-6)
+    _assert_bitwise_equal(a, c)
+
+
+def test_interrupted_by_a_signal_then_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    """SIGINT during training: the step finishes, the state is saved, TrainingInterrupted is
+    raised, the caller's SIGINT handler is back; resuming gives the same weights bit for bit."""
+    import os
+    import signal
+
+    import hotops.bindings
+    from hotops.apps._training import TrainingInterrupted
+
+    torch.set_num_threads(1)
+    lr, hr = _synthetic_pool(32)
+    state = tmp_path / "state.pt"
+    torch.manual_seed(0)
+    a, b, c = (VDSR(depth=3, channels=4) for _ in range(3))
+    b.load_state_dict(a.state_dict())
+    train(a, lr, hr, iterations=10, batch=4, progress=False, seed=5)
+
+    real_clip, calls = hotops.bindings.clip_grad_adjustable_, [0]
+
+    def clip_then_interrupt(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the third step
+        return real_clip(*args, **kwargs)
+
+    monkeypatch.setattr(hotops.bindings, "clip_grad_adjustable_", clip_then_interrupt)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(b, lr, hr, iterations=10, batch=4, progress=False, seed=5, state_path=state)
+    assert signal.getsignal(signal.SIGINT) is before
+    stop = info.value
+    assert stop.signum == signal.SIGINT and stop.exit_status == 130 and stop.step == 3 and stop.total == 10
+    assert str(state) in str(stop)
+    monkeypatch.setattr(hotops.bindings, "clip_grad_adjustable_", real_clip)
+    assert torch.load(state, weights_only=True)["iteration"] == 3
+    hist = train(c, lr, hr, batch=4, progress=False, resume=state)
+    assert hist["iterations"] == 10
+    _assert_bitwise_equal(a, c)
+
+
+def test_resume_missing_or_foreign_state(tmp_path):
+    from hotops.data import UnreadableFileError
+
+    lr, hr = _synthetic_pool(4)
+    m = VDSR(depth=2, channels=2)
+    with pytest.raises(FileNotFoundError, match="VDSR training state not found"):
+        train(m, lr, hr, batch=2, progress=False, resume=tmp_path / "absent.pt")
+    m.save(tmp_path / "release.pt")
+    with pytest.raises(UnreadableFileError, match="not a VDSR training state"):
+        train(m, lr, hr, batch=2, progress=False, resume=tmp_path / "release.pt")
 
 
 def test_release_checkpoint_round_trip(tmp_path):
@@ -214,6 +275,14 @@ def test_release_checkpoint_round_trip(tmp_path):
         torch.testing.assert_close(p.half().float(), q)
     with pytest.raises(FileNotFoundError, match="missing"):
         VDSR.pretrained(tmp_path / "absent.pt")
+    # the file holds plain data only, and keeps its metadata types
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["format"] == "hotops-vdsr-1" and all(v.dtype == torch.float16 for v in ckpt["state_dict"].values())
+    import numpy as np_
+
+    m.save(tmp_path / "w.pt", metadata={"torch": torch.__version__, "n": np_.int64(3), "s": (2, 3)})
+    assert torch.load(tmp_path / "w.pt", weights_only=True)["metadata"] == {"torch": str(torch.__version__),
+                                                                           "n": 3, "s": [2, 3]}
 
 
 def test_patch_pool_from_a_directory(tmp_path, monkeypatch):
@@ -334,13 +403,36 @@ def test_cli_upscale_bad_input(tmp_path, capsys):
 
     src = tmp_path / "in.png"
     _write_png(src, np.zeros((10, 10, 3), np.uint8))
-    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--scale", "0"]) == 2
-    assert "--scale must be > 0" in capsys.readouterr().err
+    for scale in ("0", "-1", "inf", "nan"):
+        assert main(["upscale", str(src), str(tmp_path / "o.png"), "--scale", scale]) == 2
+        assert "argument --scale: must be" in capsys.readouterr().err
+    # a finite scale whose output would be absurd: one line, nothing computed or written
+    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--scale", "1e6"]) == 2
+    err = capsys.readouterr().err
+    assert "the largest output is 65535 pixels per side" in err and "Traceback" not in err
+    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--scale", "3000"]) == 2  # 30000^2 > 2**28
+    assert "268435456 pixels in all" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
     assert main(["upscale", str(tmp_path / "missing.png"), str(tmp_path / "o.png"), "--scale", "2"]) == 1
     assert main(["train", "vdsr", "--theta", "0", "--iterations", "1"]) == 2
     assert "--theta must be > 0" in capsys.readouterr().err
     assert main(["train", "vdsr", "--lr", "-1", "--iterations", "1"]) == 2
     assert main(["eval-sr", "--model", "bicubic", "--scales", "0"]) == 2
+    assert main(["eval-sr", "--model", "bicubic", "--threads", "0"]) == 2
+    assert "argument --threads: must be an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("budget", ["-5", "0", "nan", "inf"])
+def test_cli_train_vdsr_refuses_bad_budgets_at_once(budget, capsys, tmp_path, monkeypatch):
+    import time
+
+    from hotops.cli import main
+
+    monkeypatch.setenv("HOTOPS_CACHE", str(tmp_path / "cache"))
+    t0 = time.perf_counter()
+    assert main(["train", "vdsr", "--budget", budget, "--out", str(tmp_path / "v.pt")]) == 2
+    assert time.perf_counter() - t0 < 5  # refused before the patch pool is built
+    assert "--budget must be > 0 and finite" in capsys.readouterr().err
 
 
 def test_augment_matches_per_sample_rotations_and_flips():
@@ -378,3 +470,61 @@ def test_resolve_device_cpu_and_auto():
 
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_cli_train_vdsr_ctrl_c_saves_the_state_and_resume_finishes_the_same_run(tmp_path, monkeypatch, capsys):
+    """``hotops train vdsr`` on a tiny folder: Ctrl-C at step 3 exits 130 saying how to resume;
+    resuming writes a checkpoint whose weights equal those of a run never stopped."""
+    import os
+    import signal
+
+    import skimage.data
+
+    import hotops.bindings
+    from hotops.cli import main
+
+    monkeypatch.setenv("HOTOPS_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "imgs"
+    data.mkdir()
+    _write_png(data / "a.png", skimage.data.astronaut()[:90, :90])
+    common = ["--data", str(data), "--iterations", "6", "--batch", "2", "--scales", "2", "--max-patches", "12",
+              "--threads", "1", "--eval-sets", "--no-progress"]
+    assert main(["train", "vdsr", *common, "--out", str(tmp_path / "straight.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "patch pool:" in out and "wrote" in out  # the library's log, shown by the command
+    assert main(["train", "vdsr", *common, "--out", str(tmp_path / "straight.pt")]) == 2  # exists
+    assert "exists; pass --force" in capsys.readouterr().err
+
+    real_clip, calls = hotops.bindings.clip_grad_adjustable_, [0]
+
+    def clip_then_interrupt(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_clip(*args, **kwargs)
+
+    monkeypatch.setattr(hotops.bindings, "clip_grad_adjustable_", clip_then_interrupt)
+    stopped = tmp_path / "stopped.pt"
+    state = tmp_path / "cache" / "stopped.state.pt"
+    assert main(["train", "vdsr", *common, "--out", str(stopped)]) == 130
+    err = capsys.readouterr().err
+    assert f"resume with: hotops train vdsr --resume {state}" in err and "Traceback" not in err
+    assert state.is_file() and not stopped.exists()
+    monkeypatch.setattr(hotops.bindings, "clip_grad_adjustable_", real_clip)
+    # a fresh run would overwrite the interrupted one's state: refused, with the way out
+    assert main(["train", "vdsr", *common, "--out", str(stopped)]) == 2
+    assert f"continue it with --resume {state}" in capsys.readouterr().err
+    assert main(["train", "vdsr", "--resume", str(state), "--out", str(stopped), "--no-progress",
+                 "--eval-sets"]) == 0
+    a, b = VDSR.load(tmp_path / "straight.pt"), VDSR.load(stopped)
+    _assert_bitwise_equal(a, b)
+    assert b.metadata["iterations"] == 6
+
+
+def test_cli_train_vdsr_missing_resume_file(tmp_path, capsys, monkeypatch):
+    from hotops.cli import main
+
+    monkeypatch.setenv("HOTOPS_CACHE", str(tmp_path / "cache"))
+    assert main(["train", "vdsr", "--resume", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "v.pt")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"hotops train vdsr: error: VDSR training state not found: {tmp_path / 'nope.pt'}"

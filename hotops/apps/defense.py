@@ -17,6 +17,7 @@ torch is imported inside the functions, so importing this module is cheap.
 from __future__ import annotations
 
 import datetime
+import logging
 import platform
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ._cpu_state import flushing_denormals
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "choose_k", "train_classifier", "greedy_l0_attack", "random_pixel_attack", "evaluate_defense",
@@ -320,13 +323,10 @@ def format_table(result: dict) -> str:
 # --------------------------------------------------------------------------- CLI
 
 def _save(model, path: Path, meta: dict) -> None:
-    import torch
+    from hotops.models._paths import plain, save_checkpoint
 
     state16 = {k: v.half().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": state16, "arch": model.arch, **meta}, tmp)
-    tmp.replace(path)
+    save_checkpoint({"state_dict": state16, "arch": plain(model.arch), **plain(meta)}, path)
 
 
 def _reload16(model):
@@ -339,8 +339,12 @@ def run_training(args) -> dict:
     """``hotops train defense``: train both CNNs, measure them, write the two checkpoints."""
     import torch
 
+    from ._training import check_count, check_positive
+
     if args.epochs < 1 or args.batch_size < 1:
         raise ValueError(f"--epochs and --batch-size must be >= 1, got {args.epochs} and {args.batch_size}")
+    check_count("--threads", args.threads)
+    check_positive("--lr", args.lr)
     if not 0 < args.energy <= 1:
         raise ValueError(f"--energy must be in (0, 1], got {args.energy}")
     if args.eval_images < 0 or (args.limit is not None and args.limit < 1):
@@ -367,8 +371,8 @@ def _run_training(args) -> dict:
     k_info = None
     if args.k is None:
         k, k_info = choose_k(x_train[:10000], args.energy)
-        print(f"k = {k}: the smallest k whose top-k DCT coefficients hold {args.energy:.0%} of the median "
-              f"training image's energy ({k_info})", flush=True)
+        _log.info("k = %d: the smallest k whose top-k DCT coefficients hold %.0f%% of the median "
+                  "training image's energy (%s)", k, 100 * args.energy, k_info)
     else:
         k = int(args.k)
     t0 = time.perf_counter()
@@ -382,8 +386,8 @@ def _run_training(args) -> dict:
     _reload16(topk)
     acc_normal = float((predict(normal, x_test) == y_test).mean())
     acc_topk = float((predict(topk, project_images(x_test, k)) == y_test).mean())
-    print(f"test accuracy (10000 images, float16 weights): normal {acc_normal:.4f}, top-{k} on H_k(x) {acc_topk:.4f}",
-          flush=True)
+    _log.info("test accuracy (%d images, float16 weights): normal %.4f, top-%d on H_k(x) %.4f", len(x_test),
+              acc_normal, k, acc_topk)
     train_meta = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                   "threads": args.threads, "train_images": int(len(x_train)), "torch": str(torch.__version__),
                   "python": platform.python_version(), "date": datetime.date.today().isoformat()}
@@ -391,9 +395,9 @@ def _run_training(args) -> dict:
     if args.evaluate and args.eval_images:
         n = min(args.eval_images, len(x_test))
         result = evaluate_defense(normal, topk, k, x_test[:n], y_test[:n], t_defense=args.t_defense, seed=args.seed)
-        print(f"accuracy (%) on the first {n} test images; IHT: k={k}, t={args.t_defense}, 10 iterations",
-              flush=True)
-        print(format_table(result), flush=True)
+        _log.info("accuracy (%%) on the first %d test images; IHT: k=%d, t=%d, 10 iterations", n, k,
+                  args.t_defense)
+        _log.info("%s", format_table(result))
     common = {"k": int(k), "energy": float(args.energy) if args.k is None else None, "k_info": k_info,
               "t_defense": int(args.t_defense), "evaluation": result}
     _save(normal, Path(args.out) / "defense_normal.pt",
@@ -402,8 +406,8 @@ def _run_training(args) -> dict:
     _save(topk, Path(args.out) / "defense_topk.pt",
           {"kind": "topk", "test_accuracy": acc_topk, "train": {**train_meta, "seconds": round(t_topk, 1)},
            **common})
-    print(f"wrote {Path(args.out) / 'defense_normal.pt'} and defense_topk.pt "
-          f"(training {t_normal:.0f} s + {t_topk:.0f} s)", flush=True)
+    _log.info("wrote %s and defense_topk.pt (training %.0f s + %.0f s)", Path(args.out) / "defense_normal.pt",
+              t_normal, t_topk)
     return {"k": k, "acc_normal": acc_normal, "acc_topk": acc_topk, "evaluation": result}
 
 

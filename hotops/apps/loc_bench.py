@@ -19,8 +19,10 @@ held-out canvases its test digits, so no digit image is shared.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +32,8 @@ __all__ = [
     "CANVAS", "make_canvases", "resize_bilinear", "canvases_to_tensor", "run_evaluation",
     "evaluate_localization", "format_table", "threshold_box", "centred_box", "box_iou", "run_training",
 ]
+
+_log = logging.getLogger(__name__)
 
 CANVAS = 96
 CLASSES = tuple(str(d) for d in range(10))
@@ -185,11 +189,13 @@ def run_training(args) -> int:
 
     from hotops.data import load_mnist
 
+    from hotops.models._paths import plain, save_checkpoint
+
+    from ._training import check_count, check_positive
+
     for name in ("epochs", "train_size", "test_size", "batch_size", "threads"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not args.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {args.lr}")
+        check_count(f"--{name.replace('_', '-')}", getattr(args, name))
+    check_positive("--lr", args.lr)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     mnist = load_mnist()
@@ -218,8 +224,8 @@ def run_training(args) -> int:
             step += 1
             running = 0.9 * running + 0.1 * loss.item() if s else loss.item()
             if not args.no_progress and step % 20 == 0:
-                print(f"epoch {epoch + 1}/{args.epochs} step {step}/{total} loss {running:.3f} "
-                      f"{time.perf_counter() - t0:.0f}s", flush=True)
+                _log.info("epoch %d/%d step %d/%d loss %.3f %.0fs", epoch + 1, args.epochs, step, total,
+                          running, time.perf_counter() - t0)
     train_s = time.perf_counter() - t0
     model.eval()
     # the recorded accuracy is that of the weights as stored (float16)
@@ -235,10 +241,9 @@ def run_training(args) -> int:
                   "seconds": round(train_s, 1), "threads": args.threads,
                   "test": f"{args.test_size} canvases of MNIST test digits, seed 1"},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): held-out accuracy {100 * acc:.1f}% "
-          f"on {args.test_size} canvases; trained {train_s:.0f} s")
+    save_checkpoint(plain(ckpt), args.out)
+    _log.info("wrote %s (%.2f MB): held-out accuracy %.1f%% on %d canvases; trained %.0f s", args.out,
+              Path(args.out).stat().st_size / 1e6, 100 * acc, args.test_size, train_s)
     return 0
 
 

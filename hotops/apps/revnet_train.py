@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .schedule import lr_at
+_log = logging.getLogger(__name__)
 
 ARCHS = ("revnet38", "revnet110", "revnet164", "resnet32", "resnet110", "resnet164")
 #: revnet-public: 0.1 -> 0.01 at 40k -> 0.001 at 60k of 80k steps
@@ -37,20 +37,34 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def _check_args(args) -> None:
+    from ._training import check_count, check_positive
+
     if args.arch not in ARCHS:
         raise ValueError(f"--arch must be one of {', '.join(ARCHS)}, got {args.arch!r}")
     if args.epochs is None and args.budget is None and args.resume is None:
         raise ValueError("give --epochs N or --budget SECONDS (or --resume CKPT)")
     for name in ("epochs", "budget", "lr"):
+        check_positive(f"--{name}", getattr(args, name), allow_none=True)
+    for name in ("momentum", "weight_decay"):
         v = getattr(args, name)
-        if v is not None and not v > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {v}")
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0 and finite, got {v!r}")
     for name in ("batch", "train_subset", "test_subset", "threads", "eval_every"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+        check_count(f"--{name.replace('_', '-')}", getattr(args, name), allow_none=True)
     if args.stored and not args.arch.startswith("revnet"):
         raise ValueError("--stored applies to RevNets only")
+
+
+def default_out(args) -> Path:
+    """The checkpoint of ``hotops train revnet``: ``--out``; else, resuming, the ``--resume``
+    file; else ``<cache dir>/<arch>[-stored].pt``."""
+    from hotops.data import cache_dir
+
+    if args.out is not None:
+        return Path(args.out)
+    if args.resume is not None:
+        return Path(args.resume)
+    return cache_dir() / f"{args.arch}{'-stored' if args.stored else ''}.pt"
 
 
 def build_model(arch: str, stored: bool = False):
@@ -100,39 +114,60 @@ def evaluate(model, x, y, batch: int = 500) -> float:
     return correct / max(1, len(x))
 
 
-def _save(path: Path, state: dict) -> None:
-    import torch
+TRAIN_STATE_FORMAT = "hotops-revnet-train-2"
+_OLD_STATE_FORMATS = ("hotops-revnet-train-1",)
+#: the options a checkpoint stores; resuming takes them from it
+_SAVED_ARGS = ("arch", "epochs", "budget", "batch", "lr", "momentum", "weight_decay", "train_subset",
+               "test_subset", "stored", "seed", "eval_every")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+
+def load_train_state(path) -> dict:
+    """A checkpoint of ``hotops train revnet``, read with ``weights_only=True``.
+
+    ``FileNotFoundError`` when the file is missing; ``ValueError`` naming the file when it is
+    not a RevNet training checkpoint (or holds anything but tensors and plain data).
+    """
+    from hotops.data import UnreadableFileError
+    from hotops.models._paths import load_checkpoint
+
+    st = load_checkpoint(path, "RevNet training checkpoint")
+    if not isinstance(st, dict) or st.get("format") not in (TRAIN_STATE_FORMAT, *_OLD_STATE_FORMATS) \
+            or not isinstance(st.get("args"), dict):
+        raise UnreadableFileError(f"{path} is not a RevNet training checkpoint (hotops train revnet writes them)")
+    return st
 
 
 def run_training(args) -> dict:
+    """``hotops train revnet``: train, evaluate and checkpoint (see the module docstring).
+
+    Raises ``ValueError`` for bad options and
+    :class:`hotops.apps._training.TrainingInterrupted` when SIGINT / SIGTERM stops the run:
+    the step under way finishes and the checkpoint is saved first (no evaluation), so that
+    ``--resume`` continues with the same weights, batches and learning rates as a run that
+    was never stopped (with ``--epochs``; a ``--budget`` run follows the clock).
+    """
     import torch
     import torch.nn.functional as nnf
 
-    from hotops.data import cache_dir, load_cifar10
+    from hotops.data import load_cifar10
+    from hotops.models._paths import atomic_write, plain, save_checkpoint
+
+    from ._training import TrainingInterrupted, stop_requests
+    from .schedule import progress_scheduler
 
     if args.resume is not None:
-        if not Path(args.resume).exists():
-            raise ValueError(f"--resume: no such checkpoint {args.resume}")
-        saved = torch.load(args.resume, weights_only=False)
+        saved = load_train_state(args.resume)
         longer = {k: getattr(args, k) for k in ("epochs", "budget") if getattr(args, k) is not None}
         if longer:  # a new length given on the command line replaces the saved one
             saved["args"].update({"epochs": None, "budget": None, **longer})
-        for k in ("arch", "epochs", "budget", "batch", "lr", "momentum", "weight_decay", "train_subset",
-                  "test_subset", "stored", "seed", "eval_every"):
+        for k in _SAVED_ARGS:
             setattr(args, k, saved["args"].get(k))
     else:
         saved = None
     _check_args(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    if args.out is None and args.resume is not None:
-        args.out = args.resume
-    out = Path(args.out) if args.out is not None else cache_dir() / f"{args.arch}{'-stored' if args.stored else ''}.pt"
+    out = default_out(args)
     progress = not args.no_progress
 
     xtr, ytr = load_cifar10("train", progress=progress)
@@ -152,18 +187,32 @@ def run_training(args) -> dict:
     total_steps = None if args.epochs is None else max(1, round(args.epochs * steps_per_epoch))
     rng = np.random.default_rng(args.seed)
     step, elapsed, history = 0, 0.0, []
+    perm = None  # the current epoch's order of the training images
+    counters = {"seen": 0, "correct": 0, "loss": 0.0}
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        step, elapsed, history = saved["step"], saved["elapsed"], saved["history"]
+        try:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{args.resume} does not fit {args.arch} ({str(exc).splitlines()[0]})") from None
+        step, elapsed, history = int(saved["step"]), float(saved["elapsed"]), list(saved["history"])
         rng.bit_generator.state = saved["rng"]["numpy"]
         torch.set_rng_state(saved["rng"]["torch"])
-        print(f"resumed {args.arch} at step {step} ({elapsed:.0f} s trained)", flush=True)
+        if saved.get("perm") is not None and step % steps_per_epoch:
+            perm = saved["perm"]
+        counters.update(saved.get("counters") or {})
+        for g in opt.param_groups:  # checkpoints from before the scheduler: the base rate
+            g.setdefault("initial_lr", args.lr)
+        _log.info("resumed %s at step %d (%.0f s trained)", args.arch, step, elapsed)
 
-    def progress_of(elapsed_s: float) -> float:
+    t_start = time.perf_counter() - elapsed
+
+    def progress_of(s: int) -> float:
         if total_steps is not None:
-            return step / total_steps
-        return elapsed_s / args.budget
+            return s / total_steps
+        return (time.perf_counter() - t_start) / args.budget  # --budget: progress is time
+
+    sched = progress_scheduler(opt, progress_of, "step", STEP_MILESTONES, last_step=step)
 
     def done(elapsed_s: float) -> bool:
         if total_steps is not None and step >= total_steps:
@@ -176,8 +225,16 @@ def run_training(args) -> dict:
 
         bar = tqdm(total=total_steps, initial=step, desc=args.arch, unit="step", dynamic_ncols=True)
     model.train()
-    t_start = time.perf_counter() - elapsed
-    counters = {"seen": 0, "correct": 0, "loss": 0.0}
+    last_lr = opt.param_groups[0]["lr"]
+
+    def save(now: float) -> None:
+        save_checkpoint({
+            "format": TRAIN_STATE_FORMAT, "arch": args.arch, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "scheduler": plain(sched.state_dict()), "step": step,
+            "elapsed": float(now), "history": plain(history), "perm": perm, "counters": plain(counters),
+            "rng": {"numpy": plain(rng.bit_generator.state), "torch": torch.get_rng_state()},
+            "args": plain({k: getattr(args, k) for k in _SAVED_ARGS}),
+        }, out)
 
     def checkpoint_and_eval() -> None:
         nonlocal t_start
@@ -188,49 +245,49 @@ def run_training(args) -> dict:
         seen = max(1, counters["seen"])
         history.append({"epoch": round(step / steps_per_epoch, 3), "step": step, "seconds": round(now, 1),
                         "train_loss": counters["loss"] / seen, "train_acc": counters["correct"] / seen,
-                        "test_acc": acc, "lr": opt.param_groups[0]["lr"]})
+                        "test_acc": acc, "lr": last_lr})
         counters.update(seen=0, correct=0, loss=0.0)
         h = history[-1]
-        msg = (f"epoch {h['epoch']:.2f} step {step}: train loss {h['train_loss']:.3f}, "
-               f"train acc {h['train_acc']:.3f}, test acc {acc:.4f} ({now:.0f} s)")
-        if bar is not None:
-            bar.write(msg)
-        else:
-            print(msg, flush=True)
-        _save(out, {"format": "hotops-revnet-train-1", "arch": args.arch, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "step": step, "elapsed": now, "history": history,
-                    "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
-                    "args": {k: getattr(args, k) for k in ("arch", "epochs", "budget", "batch", "lr", "momentum",
-                                                           "weight_decay", "train_subset", "test_subset",
-                                                           "stored", "seed", "eval_every")}})
+        _log.info("epoch %.2f step %d: train loss %.3f, train acc %.3f, test acc %.4f (%.0f s)",
+                  h["epoch"], step, h["train_loss"], h["train_acc"], acc, now)
+        save(now)
 
-    while not done(time.perf_counter() - t_start):
-        perm = torch.from_numpy(rng.permutation(len(xtr)))
-        pos = (step % steps_per_epoch) * args.batch  # resuming mid-epoch: the rest of a new shuffle
-        for i in range(pos, len(xtr), args.batch):
-            now = time.perf_counter() - t_start
-            if done(now):
-                break
-            for g in opt.param_groups:
-                g["lr"] = lr_at(args.lr, progress_of(now), "step", STEP_MILESTONES)
-            idx = perm[i:i + args.batch]
-            xb, yb = _augment(xtr[idx], rng), ytr[idx]
-            logits = model(xb)
-            loss = nnf.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            counters["seen"] += len(yb)
-            counters["correct"] += int((logits.argmax(1) == yb).sum())
-            counters["loss"] += float(loss.detach()) * len(yb)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=opt.param_groups[0]["lr"])
-            if args.eval_every and step % args.eval_every == 0:
+    with stop_requests() as stop:
+        while not done(time.perf_counter() - t_start):
+            pos = (step % steps_per_epoch) * args.batch
+            if perm is None or pos == 0:
+                perm = torch.from_numpy(rng.permutation(len(xtr)))
+            for i in range(pos, len(xtr), args.batch):
+                now = time.perf_counter() - t_start
+                if done(now):
+                    break
+                last_lr = opt.param_groups[0]["lr"]
+                idx = perm[i:i + args.batch]
+                xb, yb = _augment(xtr[idx], rng), ytr[idx]
+                logits = model(xb)
+                loss = nnf.cross_entropy(logits, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                sched.step()  # the rate of the next step
+                counters["seen"] += len(yb)
+                counters["correct"] += int((logits.argmax(1) == yb).sum())
+                counters["loss"] += float(loss.detach()) * len(yb)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(loss):.3f}", lr=last_lr)
+                if stop:
+                    save(time.perf_counter() - t_start)
+                    if bar is not None:
+                        bar.close()
+                    raise TrainingInterrupted(stop.signum, out, step, total_steps)
+                if args.eval_every and step % args.eval_every == 0:
+                    checkpoint_and_eval()
+            if step % steps_per_epoch == 0:
+                perm = None
+            if not history or history[-1]["step"] != step:
                 checkpoint_and_eval()
-        if not history or history[-1]["step"] != step:
-            checkpoint_and_eval()
     if bar is not None:
         bar.close()
     from hotops.environment import cpu_name
@@ -242,11 +299,12 @@ def run_training(args) -> dict:
         "final_test_acc": history[-1]["test_acc"] if history else None, "history": history,
         "hardware": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                      else f"{cpu_name()}, torch threads {args.threads}"),
-        "torch": torch.__version__, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": str(torch.__version__),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": str(out),
     }
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    print(f"{args.arch}: {step} steps, test accuracy {result['final_test_acc']}; checkpoint {out}", flush=True)
+    atomic_write(out.with_suffix(".json"), lambda f: f.write(json.dumps(result, indent=1).encode()))
+    _log.info("%s: %d steps, test accuracy %s; checkpoint %s", args.arch, step, result["final_test_acc"], out)
     return result
 
 

@@ -2,14 +2,18 @@
 
 Both pipelines can size their run by a time budget (VDSR probes a few steps and then fixes
 the total; RevNet can measure progress in seconds), so a schedule is a function of the
-fraction of training done, recomputed at every step. That keeps resuming exact without a
-scheduler state to save: the rate follows from the step (or the time) alone.
+fraction of training done. :func:`lr_at` is that arithmetic; :func:`progress_scheduler`
+puts it under ``torch.optim.lr_scheduler.LambdaLR`` as the multiplier of the base rate,
+with the fraction computed from the scheduler's step count (or from the clock) by the
+pipeline. Resuming rebuilds the scheduler at the saved step (``last_step``) on top of the
+restored optimizer, whose parameter groups keep the base rate (``initial_lr``): the rate
+of the next step is then the one the uninterrupted run would have used.
 """
 from __future__ import annotations
 
 import math
 
-__all__ = ["SCHEDULES", "lr_at"]
+__all__ = ["SCHEDULES", "lr_at", "lr_factor", "progress_scheduler"]
 
 SCHEDULES = ("step", "cosine")
 
@@ -29,3 +33,38 @@ def lr_at(base_lr: float, progress: float, schedule: str = "step", milestones=(0
     if schedule == "cosine":
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+def lr_factor(progress: float, schedule: str = "step", milestones=(0.25, 0.5, 0.75)) -> float:
+    """The multiplier of the base rate at ``progress``: ``lr_at(1.0, progress, ...)``."""
+    return lr_at(1.0, progress, schedule, milestones)
+
+
+def progress_scheduler(optimizer, progress, schedule: str = "step", milestones=(0.25, 0.5, 0.75),
+                       last_step: int = 0):
+    """A ``torch.optim.lr_scheduler.LambdaLR`` following :func:`lr_at`.
+
+    Parameters
+    ----------
+    optimizer : torch optimizer; its current ``lr`` is the base rate of a new run
+    progress : callable step -> fraction of training done before that step (0 at the start)
+    schedule, milestones : as :func:`lr_at`
+    last_step : the number of steps already taken: 0 for a new run; a resumed run passes the
+        saved step after loading the optimizer's state, whose groups hold ``initial_lr``
+
+    The optimizer's rate is set at once to the one of step ``last_step``; call ``step()``
+    after every ``optimizer.step()``.
+    """
+    import torch
+
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    milestones = tuple(milestones)
+
+    def factor(step: int) -> float:
+        return lr_factor(progress(step), schedule, milestones)
+
+    if last_step > 0:
+        for g in optimizer.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=last_step - 1)

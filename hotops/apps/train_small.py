@@ -7,19 +7,25 @@ with random crops (4-pixel reflect padding) and horizontal flips, SGD with Neste
 momentum, a one-cycle learning-rate schedule and label smoothing, then measures the
 accuracy of the weights *as stored* (rounded to float16) on the 10,000 test images and
 writes them, with the class names, the input normalisation and that accuracy, to
-``hotops/checkpoints/small_cifar.pt``.
+``--out`` (the committed ``hotops/checkpoints/small_cifar.pt`` was written this way).
 """
 from __future__ import annotations
 
 import datetime
+import logging
+import math
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
+from hotops.models._paths import plain, save_checkpoint
 from hotops.models.small_cifar import CIFAR10_MEAN, CIFAR10_STD
 
 from ._cpu_state import flushing_denormals
+
+_log = logging.getLogger(__name__)
 
 
 def _augment(xb, rng):
@@ -129,15 +135,15 @@ def train(args) -> dict:
         bar.close()
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                         "elapsed_s": time.perf_counter() - t0})
-        print(f"epoch {epoch + 1}: train loss {loss_sum / seen:.4f} acc {correct / seen:.4f} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        _log.info("epoch %d: train loss %.4f acc %.4f (%.0f s)", epoch + 1, loss_sum / seen, correct / seen,
+                  time.perf_counter() - t0)
     train_s = time.perf_counter() - t0
 
     # Measure the weights exactly as they are stored: float16, cast back to float32.
     state16 = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state16.items()})
     acc = evaluate(model, x_test, y_test, mean, std)
-    print(f"test accuracy (float16 weights, {len(x_test)} images): {acc:.4f}", flush=True)
+    _log.info("test accuracy (float16 weights, %d images): %.4f", len(x_test), acc)
 
     ckpt = {
         "state_dict": {k: v.contiguous() for k, v in state16.items()},
@@ -158,21 +164,27 @@ def train(args) -> dict:
             "date": datetime.date.today().isoformat(),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(args.out)
-    size = args.out.stat().st_size
-    print(f"wrote {args.out} ({size / 1e6:.2f} MB), trained {train_s:.0f} s", flush=True)
+    save_checkpoint(plain(ckpt), args.out)
+    size = Path(args.out).stat().st_size
+    _log.info("wrote %s (%.2f MB), trained %.0f s", args.out, size / 1e6, train_s)
     return ckpt
 
 
 def run_training(args) -> dict:
     """``hotops train small-cifar``: check the options, then :func:`train`."""
+    from ._training import check_count, check_positive
+
     for name in ("epochs", "batch_size", "threads"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not args.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {args.lr}")
+        check_count(f"--{name.replace('_', '-')}", getattr(args, name))
+    check_count("--limit", args.limit, allow_none=True)
+    check_positive("--lr", args.lr)
+    for name in ("weight_decay", "label_smoothing"):
+        v = getattr(args, name)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0 and finite, got {v!r}")
+    if not args.label_smoothing < 1:
+        raise ValueError(f"--label-smoothing must be < 1, got {args.label_smoothing!r}")
+    for w in args.widths:
+        check_count("--widths", w)
     with flushing_denormals():
         return train(args)
