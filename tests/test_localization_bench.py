@@ -81,8 +81,15 @@ def test_cli_saliency_writes_map_and_box(tmp_path, capsys):
             assert im.size == (96, 96)
     assert main(["saliency", str(path), "--target", "12"]) == 2
     assert "out of range" in capsys.readouterr().err
-    assert main(["saliency", str(tmp_path / "missing.png")]) == 2
-    assert main(["saliency", str(path), "--model", str(tmp_path / "none.pt")]) == 2
+    # files that cannot be read are failures (exit 1), as in every command
+    assert main(["saliency", str(tmp_path / "missing.png")]) == 1
+    assert main(["saliency", str(path), "--model", str(tmp_path / "none.pt"), "--out", str(tmp_path / "n")]) == 1
+    assert "classifier checkpoint not found" in capsys.readouterr().err
+    # a small_cifar checkpoint works too
+    from hotops.models.small_cifar import CHECKPOINT as SMALL
+
+    assert main(["saliency", str(path), "--model", str(SMALL), "--out", str(tmp_path / "sc")]) == 0
+    assert (tmp_path / "sc_box.png").exists()
 
 
 def test_train_localizer_rejects_bad_options():

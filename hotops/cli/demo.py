@@ -8,7 +8,7 @@ def add_arguments(parser) -> None:
     parser.description = ("Run each hotops capability on embedded data (the committed checkpoints and "
                           "scikit-image samples), write figures and DIR/report.md.")
     parser.add_argument("--out", type=Path, default=Path("demo-out"), metavar="DIR",
-                        help="output folder (default: ./demo-out)")
+                        help="output folder")
     parser.add_argument("--quick", action="store_true", help="fewer timing repeats, smaller batches")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
