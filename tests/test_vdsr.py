@@ -214,7 +214,8 @@ def test_resume_round_trip(tmp_path, schedule):
     _assert_bitwise_equal(a, c)
 
 
-def test_interrupted_by_a_signal_then_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_interrupted_by_a_signal_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, signame):
     """SIGINT during training: the step finishes, the state is saved, TrainingInterrupted is
     raised, the caller's SIGINT handler is back; resuming gives the same weights bit for bit."""
     import os
@@ -236,22 +237,42 @@ def test_interrupted_by_a_signal_then_resumed_equals_uninterrupted(tmp_path, mon
     def clip_then_interrupt(*args, **kwargs):
         calls[0] += 1
         if calls[0] == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the third step
+            os.kill(os.getpid(), getattr(signal, signame))  # Ctrl-C (or a kill) during the third step
         return real_clip(*args, **kwargs)
 
     monkeypatch.setattr(hotops.bindings, "clip_grad_adjustable_", clip_then_interrupt)
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterrupted) as info:
         train(b, lr, hr, iterations=10, batch=4, progress=False, seed=5, state_path=state)
-    assert signal.getsignal(signal.SIGINT) is before
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     stop = info.value
-    assert stop.signum == signal.SIGINT and stop.exit_status == 130 and stop.step == 3 and stop.total == 10
+    sig = getattr(signal, signame)
+    assert stop.signum == sig and stop.exit_status == 128 + sig and stop.step == 3 and stop.total == 10
     assert str(state) in str(stop)
     monkeypatch.setattr(hotops.bindings, "clip_grad_adjustable_", real_clip)
     assert torch.load(state, weights_only=True)["iteration"] == 3
     hist = train(c, lr, hr, batch=4, progress=False, resume=state)
     assert hist["iterations"] == 10
     _assert_bitwise_equal(a, c)
+
+
+def test_training_outside_the_main_thread_installs_no_handler():
+    """Signals reach the main thread only: elsewhere training runs without handlers."""
+    import threading
+
+    lr, hr = _synthetic_pool(8)
+    result = {}
+
+    def work():
+        try:
+            result["hist"] = train(VDSR(depth=2, channels=2), lr, hr, iterations=2, batch=2, progress=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(60)
+    assert "error" not in result and result["hist"]["iterations"] == 2
 
 
 def test_resume_missing_or_foreign_state(tmp_path):
@@ -528,3 +549,16 @@ def test_cli_train_vdsr_missing_resume_file(tmp_path, capsys, monkeypatch):
     assert main(["train", "vdsr", "--resume", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "v.pt")]) == 1
     err = capsys.readouterr().err
     assert err.strip() == f"hotops train vdsr: error: VDSR training state not found: {tmp_path / 'nope.pt'}"
+
+
+def test_stopped_while_timing_a_budget_resumes_with_the_rest_of_it(tmp_path):
+    """A budget run stopped before its length is known (the timing probe) saves the budget;
+    the resumed run times its first steps again and fits in what is left."""
+    lr, hr = _synthetic_pool(16)
+    state = tmp_path / "state.pt"
+    m = VDSR(depth=2, channels=2)
+    train(m, lr, hr, budget=2.0, batch=2, progress=False, probe=4, state_path=state, stop_at=2)
+    saved = torch.load(state, weights_only=True)
+    assert saved["iteration"] == 2 and saved["total"] is None and saved["budget"] == 2.0
+    hist = train(VDSR(depth=2, channels=2), lr, hr, batch=2, progress=False, probe=4, resume=state)
+    assert hist["total"] is not None and hist["iterations"] == hist["total"] >= 4
